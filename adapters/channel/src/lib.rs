@@ -9,9 +9,11 @@
 pub mod card;
 pub mod message;
 pub mod render;
+pub mod secret;
 pub mod sink;
 
 pub use card::{Card, CardOrigin, Labelled, Lang, Situation, SourceRef};
+pub use secret::Secret;
 pub use message::{Feedback, Inbound, Outbound, Platform, Rating};
 pub use sink::{
     Accepted, Delivered, Handler, HandlerError, LengthUnit, ProgressStyle, Reply, ReplyKind, ReplySink,

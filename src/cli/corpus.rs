@@ -1,0 +1,1 @@
+//! Placeholder: written on the retrieval branch.

@@ -1,0 +1,1 @@
+//! Placeholder: typed settings are being written by the lead.
