@@ -181,7 +181,9 @@ pub fn to_text(card: &Card) -> String {
 
 /// Renders one section as CommonMark.
 pub fn section_to_markdown(card: &Card, section: &Section) -> String {
-    let colon = colon(card);
+    // CommonMark ends bold only when `**` follows a non-space, so the colon goes
+    // inside the bold span without its trailing space.
+    let colon = card.lang.pick("：", ":");
     let mut out = String::new();
     for line in &section.lines {
         match line {
