@@ -21,6 +21,9 @@ use crate::card::{Card, Lang};
 use crate::message::{Feedback, Inbound};
 
 /// What the bot sends back for one message.
+// A reply is built once per message and moved, never stored in bulk, so the
+// size difference between the variants costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Reply {
