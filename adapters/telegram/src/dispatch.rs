@@ -12,9 +12,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use chrono::Utc;
 use maxwin_channel::{Accepted, Feedback, Handler, HandlerError, Lang, Platform};
+use teloxide::RequestError;
 use teloxide::prelude::*;
 use teloxide::types::{AllowedUpdate, CallbackQuery, Message, Update, UpdateKind};
-use teloxide::RequestError;
 use tokio::sync::OnceCell;
 
 use crate::inbound::{self, BotIdentity, ButtonAction, ButtonData};
@@ -83,7 +83,9 @@ impl Dispatcher {
     }
 
     fn recent(&self) -> std::sync::MutexGuard<'_, RecentUpdates> {
-        self.recent.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.recent
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Handles one update once. An error means the core could not record it, so the
@@ -110,7 +112,11 @@ impl Dispatcher {
 
     async fn on_message(&self, update_id: u32, message: &Message) -> Result<(), HandlerError> {
         let Some(inbound) = inbound::message_to_inbound(message, &self.me, Utc::now()) else {
-            tracing::debug!(update_id, chat = message.chat.id.0, "ignoring a message not meant for the bot");
+            tracing::debug!(
+                update_id,
+                chat = message.chat.id.0,
+                "ignoring a message not meant for the bot"
+            );
             return Ok(());
         };
         let thread = inbound.thread.as_deref().and_then(|t| t.parse().ok());
@@ -140,8 +146,13 @@ impl Dispatcher {
                         event_id: query.id.0.clone(),
                         received_at: Utc::now(),
                     };
-                    match tokio::time::timeout(FEEDBACK_TIMEOUT, self.handler.feedback(feedback)).await {
-                        Ok(Ok(())) => Some(data.lang.pick("已记录，谢谢反馈", "Thanks for the feedback")),
+                    match tokio::time::timeout(FEEDBACK_TIMEOUT, self.handler.feedback(feedback))
+                        .await
+                    {
+                        Ok(Ok(())) => Some(
+                            data.lang
+                                .pick("已记录，谢谢反馈", "Thanks for the feedback"),
+                        ),
                         Ok(Err(err)) => {
                             tracing::warn!(error = %err, callback = %query.id.0, "recording feedback failed");
                             Some(failure_notice(data.lang))
@@ -173,8 +184,14 @@ impl Dispatcher {
         let message = query.message.as_ref()?;
         let inbound = inbound::more_questions_inbound(query, lang, &self.me, Utc::now())?;
         let thread = inbound.thread.as_deref().and_then(|t| t.parse().ok());
-        let sink = self.client.sink(message.chat().id.0, thread, Some(message.id().0));
-        let accepted = tokio::time::timeout(FEEDBACK_TIMEOUT, self.handler.accept(inbound, Box::new(sink))).await;
+        let sink = self
+            .client
+            .sink(message.chat().id.0, thread, Some(message.id().0));
+        let accepted = tokio::time::timeout(
+            FEEDBACK_TIMEOUT,
+            self.handler.accept(inbound, Box::new(sink)),
+        )
+        .await;
         match accepted {
             Ok(Ok(_)) => None,
             Ok(Err(err)) => {
@@ -190,13 +207,18 @@ impl Dispatcher {
 }
 
 fn failure_notice(lang: Lang) -> &'static str {
-    lang.pick("暂时没能记录，请稍后再试", "That did not go through, please try again later")
+    lang.pick(
+        "暂时没能记录，请稍后再试",
+        "That did not go through, please try again later",
+    )
 }
 
 fn log_accept(update_id: u32, chat: i64, accepted: &Result<Accepted, HandlerError>) {
     match accepted {
         Ok(outcome) => tracing::debug!(update_id, chat, ?outcome, "message handed to the core"),
-        Err(err) => tracing::warn!(update_id, chat, error = %err, "the core could not record a message; it will be retried"),
+        Err(err) => {
+            tracing::warn!(update_id, chat, error = %err, "the core could not record a message; it will be retried")
+        }
     }
 }
 
@@ -206,7 +228,10 @@ async fn fetch_identity(client: &TelegramClient) -> Result<BotIdentity, Telegram
         .bot()
         .get_me()
         .await
-        .map_err(|source| TelegramError::Api { method: "getMe", source })?;
+        .map_err(|source| TelegramError::Api {
+            method: "getMe",
+            source,
+        })?;
     Ok(BotIdentity {
         id: me.user.id,
         username: me.user.username.clone().unwrap_or_default(),
@@ -286,7 +311,12 @@ pub async fn run_polling(
 
     // Confirm the updates handled so far, so a restart does not receive them again.
     if offset != 0 {
-        let confirm = client.bot().get_updates().offset(offset).limit(1).timeout(0);
+        let confirm = client
+            .bot()
+            .get_updates()
+            .offset(offset)
+            .limit(1)
+            .timeout(0);
         if let Err(err) = tokio::time::timeout(Duration::from_secs(5), confirm.send())
             .await
             .unwrap_or(Ok(Vec::new()))
@@ -312,12 +342,18 @@ async fn start_polling(client: &TelegramClient) -> Result<BotIdentity, TelegramE
                 .bot()
                 .delete_webhook()
                 .await
-                .map_err(|source| TelegramError::Api { method: "deleteWebhook", source })?;
+                .map_err(|source| TelegramError::Api {
+                    method: "deleteWebhook",
+                    source,
+                })?;
             Ok::<_, TelegramError>(me)
         };
         match attempt.await {
             Ok(me) => return Ok(me),
-            Err(TelegramError::Api { source: RequestError::Api(teloxide::ApiError::InvalidToken), method }) => {
+            Err(TelegramError::Api {
+                source: RequestError::Api(teloxide::ApiError::InvalidToken),
+                method,
+            }) => {
                 return Err(TelegramError::Api {
                     method,
                     source: RequestError::Api(teloxide::ApiError::InvalidToken),
@@ -343,7 +379,10 @@ pub async fn register_webhook(settings: &TelegramSettings) -> Result<(), Telegra
         .secret_token(secret.expose().to_string())
         .allowed_updates(allowed_updates())
         .await
-        .map_err(|source| TelegramError::Api { method: "setWebhook", source })?;
+        .map_err(|source| TelegramError::Api {
+            method: "setWebhook",
+            source,
+        })?;
     tracing::info!(%url, "Telegram webhook registered");
     Ok(())
 }
@@ -361,7 +400,10 @@ struct WebhookState {
 /// 401 and is not processed. The bot identity is fetched with `getMe` on the first
 /// update. When the core cannot record a message the answer is 500, so Telegram
 /// delivers the update again.
-pub fn webhook_router(settings: &TelegramSettings, handler: Arc<dyn Handler>) -> Result<axum::Router, TelegramError> {
+pub fn webhook_router(
+    settings: &TelegramSettings,
+    handler: Arc<dyn Handler>,
+) -> Result<axum::Router, TelegramError> {
     let state = Arc::new(WebhookState {
         client: TelegramClient::new(settings)?,
         handler,
@@ -375,8 +417,15 @@ pub fn webhook_router(settings: &TelegramSettings, handler: Arc<dyn Handler>) ->
 
 const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 
-async fn receive_update(State(state): State<Arc<WebhookState>>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let presented = headers.get(SECRET_HEADER).map(|value| value.as_bytes()).unwrap_or_default();
+async fn receive_update(
+    State(state): State<Arc<WebhookState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let presented = headers
+        .get(SECRET_HEADER)
+        .map(|value| value.as_bytes())
+        .unwrap_or_default();
     if !constant_time_eq(presented, state.secret.expose().as_bytes()) {
         tracing::warn!("rejected a webhook request with a missing or wrong secret token");
         return StatusCode::UNAUTHORIZED;
@@ -395,7 +444,11 @@ async fn receive_update(State(state): State<Arc<WebhookState>>, headers: HeaderM
         .dispatcher
         .get_or_try_init(|| async {
             let me = fetch_identity(&state.client).await?;
-            Ok::<_, TelegramError>(Dispatcher::new(state.client.clone(), me, state.handler.clone()))
+            Ok::<_, TelegramError>(Dispatcher::new(
+                state.client.clone(),
+                me,
+                state.handler.clone(),
+            ))
         })
         .await;
     let dispatcher = match dispatcher {
@@ -445,6 +498,9 @@ mod tests {
         for id in 2..=(REMEMBERED_UPDATES as u32 + 1) {
             assert!(recent.insert(id));
         }
-        assert!(recent.insert(1), "the oldest id is forgotten once the window is full");
+        assert!(
+            recent.insert(1),
+            "the oldest id is forgotten once the window is full"
+        );
     }
 }

@@ -30,7 +30,8 @@ impl Piece {
     fn len(&self) -> usize {
         // Escapes and tags only add characters, so the raw HTML is never shorter
         // than the visible text; checking it covers both limits.
-        render::measure(&self.html, LengthUnit::Chars).max(render::measure(&self.plain, LengthUnit::Chars))
+        render::measure(&self.html, LengthUnit::Chars)
+            .max(render::measure(&self.plain, LengthUnit::Chars))
     }
 }
 
@@ -135,10 +136,14 @@ fn render_section(section: &Section, colon: &str) -> Piece {
 fn render_line(line: &Line, colon: &str) -> Piece {
     let (html, plain) = match line {
         Line::Title(text) => (format!("<b>{}</b>\n", escape(text)), format!("{text}\n")),
-        Line::Heading { level: 1, text } => {
-            (format!("\n<b>{}</b>\n", escape(text)), format!("\n{text}\n"))
-        }
-        Line::Heading { text, .. } => (format!("<b><i>{}</i></b>\n", escape(text)), format!("{text}\n")),
+        Line::Heading { level: 1, text } => (
+            format!("\n<b>{}</b>\n", escape(text)),
+            format!("\n{text}\n"),
+        ),
+        Line::Heading { text, .. } => (
+            format!("<b><i>{}</i></b>\n", escape(text)),
+            format!("{text}\n"),
+        ),
         Line::Notice(text) => (
             format!("<blockquote>{}</blockquote>\n", escape(text)),
             format!("{text}\n"),
@@ -147,11 +152,16 @@ fn render_line(line: &Line, colon: &str) -> Piece {
             format!("<b>{}{colon}</b>{}\n", escape(label), escape(text)),
             format!("{label}{colon}{text}\n"),
         ),
-        Line::Bullet { label: Some(label), text } => (
+        Line::Bullet {
+            label: Some(label),
+            text,
+        } => (
             format!("• <b>{}{colon}</b>{}\n", escape(label), escape(text)),
             format!("• {label}{colon}{text}\n"),
         ),
-        Line::Bullet { label: None, text } => (format!("• {}\n", escape(text)), format!("• {text}\n")),
+        Line::Bullet { label: None, text } => {
+            (format!("• {}\n", escape(text)), format!("• {text}\n"))
+        }
         Line::Paragraph(text) => (format!("{}\n", escape(text)), format!("{text}\n")),
     };
     Piece { html, plain }

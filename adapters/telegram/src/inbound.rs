@@ -19,7 +19,8 @@ impl BotIdentity {
     }
 
     fn is_me(&self, name: &str) -> bool {
-        name.trim_start_matches('@').eq_ignore_ascii_case(&self.username)
+        name.trim_start_matches('@')
+            .eq_ignore_ascii_case(&self.username)
     }
 }
 
@@ -41,7 +42,10 @@ pub fn message_to_inbound(
     }
     let (raw_text, entities) = match (message.text(), message.caption()) {
         (Some(text), _) => (text, message.parse_entities().unwrap_or_default()),
-        (None, Some(caption)) => (caption, message.parse_caption_entities().unwrap_or_default()),
+        (None, Some(caption)) => (
+            caption,
+            message.parse_caption_entities().unwrap_or_default(),
+        ),
         (None, None) => return None,
     };
     let addressed = strip_addressing(raw_text, &entities, me)?;
@@ -76,7 +80,11 @@ struct Addressed {
 /// Removes mentions of this bot and the `@botname` suffix of a leading command.
 ///
 /// Returns `None` when the leading command names another bot.
-fn strip_addressing(text: &str, entities: &[MessageEntityRef<'_>], me: &BotIdentity) -> Option<Addressed> {
+fn strip_addressing(
+    text: &str,
+    entities: &[MessageEntityRef<'_>],
+    me: &BotIdentity,
+) -> Option<Addressed> {
     // (byte range, replacement), in entity order, which Telegram sorts by offset.
     let mut edits: Vec<(std::ops::Range<usize>, &str)> = Vec::new();
     let mut mentions_bot = false;
@@ -116,7 +124,10 @@ fn strip_addressing(text: &str, entities: &[MessageEntityRef<'_>], me: &BotIdent
         cursor = range.end;
         // Drop one of the two blanks that surrounded a removed mention.
         let next_is_blank = text[cursor..].starts_with([' ', '\u{a0}']);
-        if replacement.is_empty() && next_is_blank && (out.is_empty() || out.ends_with(char::is_whitespace)) {
+        if replacement.is_empty()
+            && next_is_blank
+            && (out.is_empty() || out.ends_with(char::is_whitespace))
+        {
             cursor += text[cursor..].chars().next().map_or(0, char::len_utf8);
         }
     }
@@ -165,7 +176,10 @@ impl ButtonData {
             ButtonAction::Rate(Rating::Down) => "down",
             ButtonAction::MoreQuestions => "more",
         };
-        let id = self.answer_message.map(|id| id.to_string()).unwrap_or_default();
+        let id = self
+            .answer_message
+            .map(|id| id.to_string())
+            .unwrap_or_default();
         format!("{action}:{}:{id}", self.lang.code())
     }
 

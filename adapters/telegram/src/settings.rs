@@ -88,7 +88,9 @@ pub enum TelegramError {
         value: String,
         reason: String,
     },
-    #[error("telegram.secret_token is required in webhook mode: 1-256 characters from A-Z, a-z, 0-9, _ and -")]
+    #[error(
+        "telegram.secret_token is required in webhook mode: 1-256 characters from A-Z, a-z, 0-9, _ and -"
+    )]
     MissingSecretToken,
     #[error("telegram.secret_token is invalid: use 1-256 characters from A-Z, a-z, 0-9, _ and -")]
     InvalidSecretToken,

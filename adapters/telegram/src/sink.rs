@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use maxwin_channel::{
-    Delivered, LengthUnit, Lang, ProgressStyle, Rating, Reply, ReplySink, SinkCapabilities, SinkError,
+    Delivered, Lang, LengthUnit, ProgressStyle, Rating, Reply, ReplySink, SinkCapabilities,
+    SinkError,
 };
 use teloxide::prelude::*;
 use teloxide::types::{
@@ -41,7 +42,8 @@ impl TelegramClient {
     /// Builds the client from settings: token, optional API URL and edit interval.
     pub fn new(settings: &TelegramSettings) -> Result<Self, TelegramError> {
         let token = settings.token()?;
-        let timeout = Duration::from_secs(u64::from(settings.poll_timeout_secs)) + CLIENT_TIMEOUT_MARGIN;
+        let timeout =
+            Duration::from_secs(u64::from(settings.poll_timeout_secs)) + CLIENT_TIMEOUT_MARGIN;
         let http = teloxide::net::default_reqwest_settings()
             .timeout(timeout)
             .build()
@@ -78,7 +80,12 @@ impl TelegramClient {
 
     /// Runs `call`, waiting for the chat's pacing slot first when `paced`, and waits
     /// out each 429 `retry_after` up to the configured number of retries.
-    async fn with_retry<T, F, Fut>(&self, chat: ChatId, paced: bool, mut call: F) -> Result<T, RequestError>
+    async fn with_retry<T, F, Fut>(
+        &self,
+        chat: ChatId,
+        paced: bool,
+        mut call: F,
+    ) -> Result<T, RequestError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, RequestError>>,
@@ -93,7 +100,12 @@ impl TelegramClient {
                     if retries < self.max_retries && after.duration() <= self.max_retry_after =>
                 {
                     retries += 1;
-                    tracing::warn!(chat = chat.0, retry_after_secs = after.seconds(), retries, "Telegram rate limit, waiting");
+                    tracing::warn!(
+                        chat = chat.0,
+                        retry_after_secs = after.seconds(),
+                        retries,
+                        "Telegram rate limit, waiting"
+                    );
                     self.throttle.defer(chat.0, after.duration());
                     if !paced {
                         tokio::time::sleep(after.duration()).await;
@@ -126,7 +138,12 @@ enum Delivery {
 }
 
 impl TelegramSink {
-    fn send_message(&self, text: &str, html: bool, keyboard: Option<&InlineKeyboardMarkup>) -> teloxide::requests::JsonRequest<teloxide::payloads::SendMessage> {
+    fn send_message(
+        &self,
+        text: &str,
+        html: bool,
+        keyboard: Option<&InlineKeyboardMarkup>,
+    ) -> teloxide::requests::JsonRequest<teloxide::payloads::SendMessage> {
         let mut request = self.client.bot.send_message(self.chat, text);
         if html {
             request = request.parse_mode(ParseMode::Html);
@@ -135,7 +152,8 @@ impl TelegramSink {
             request = request.message_thread_id(thread);
         }
         if let Some(reply_to) = self.reply_to {
-            request = request.reply_parameters(ReplyParameters::new(reply_to).allow_sending_without_reply());
+            request = request
+                .reply_parameters(ReplyParameters::new(reply_to).allow_sending_without_reply());
         }
         if let Some(keyboard) = keyboard {
             request = request.reply_markup(keyboard.clone());
@@ -170,16 +188,24 @@ impl TelegramSink {
     ) -> Result<Delivery, SinkError> {
         let mut html = chunk.html.is_some();
         loop {
-            let text = if html { chunk.html.as_deref().unwrap_or(&chunk.plain) } else { chunk.plain.as_str() };
+            let text = if html {
+                chunk.html.as_deref().unwrap_or(&chunk.plain)
+            } else {
+                chunk.plain.as_str()
+            };
             let result = match edit_target {
                 Some(id) => {
                     self.client
-                        .with_retry(self.chat, true, || self.edit_message(id, text, html, keyboard).send())
+                        .with_retry(self.chat, true, || {
+                            self.edit_message(id, text, html, keyboard).send()
+                        })
                         .await
                 }
                 None => {
                     self.client
-                        .with_retry(self.chat, true, || self.send_message(text, html, keyboard).send())
+                        .with_retry(self.chat, true, || {
+                            self.send_message(text, html, keyboard).send()
+                        })
                         .await
                 }
             };
@@ -192,13 +218,18 @@ impl TelegramSink {
                     tracing::warn!(chat = self.chat.0, %reason, "Telegram rejected the HTML, resending as plain text");
                     html = false;
                 }
-                Err(RequestError::Api(ApiError::MessageIsTooLong | ApiError::EditedMessageIsTooLong)) => {
+                Err(RequestError::Api(
+                    ApiError::MessageIsTooLong | ApiError::EditedMessageIsTooLong,
+                )) => {
                     return Ok(Delivery::TooLong);
                 }
-                Err(RequestError::Api(ApiError::MessageToEditNotFound | ApiError::MessageCantBeEdited))
-                    if edit_target.is_some() =>
-                {
-                    tracing::warn!(chat = self.chat.0, "preview message cannot be edited, sending a new message");
+                Err(RequestError::Api(
+                    ApiError::MessageToEditNotFound | ApiError::MessageCantBeEdited,
+                )) if edit_target.is_some() => {
+                    tracing::warn!(
+                        chat = self.chat.0,
+                        "preview message cannot be edited, sending a new message"
+                    );
                     edit_target = None;
                 }
                 Err(err) => return Err(sink_error(err)),
@@ -220,7 +251,10 @@ impl ReplySink for TelegramSink {
     }
 
     async fn start(&mut self) -> Result<(), SinkError> {
-        let mut request = self.client.bot.send_chat_action(self.chat, ChatAction::Typing);
+        let mut request = self
+            .client
+            .bot
+            .send_chat_action(self.chat, ChatAction::Typing);
         if let Some(thread) = self.thread {
             request = request.message_thread_id(thread);
         }
@@ -256,7 +290,11 @@ impl ReplySink for TelegramSink {
             }
             Err(RequestError::RetryAfter(after)) => {
                 // Skip this preview; the chat stays paused until retry_after has passed.
-                tracing::warn!(chat = self.chat.0, retry_after_secs = after.seconds(), "Telegram rate limit on a preview");
+                tracing::warn!(
+                    chat = self.chat.0,
+                    retry_after_secs = after.seconds(),
+                    "Telegram rate limit on a preview"
+                );
                 self.client.throttle.defer(self.chat.0, after.duration());
                 Ok(())
             }
@@ -270,7 +308,9 @@ impl ReplySink for TelegramSink {
             Reply::Text { text, .. } => (html::text_chunks(text, MAX_MESSAGE_CHARS), None),
         };
         if chunks.is_empty() {
-            return Err(SinkError::Rejected("the reply has no text to send".to_string()));
+            return Err(SinkError::Rejected(
+                "the reply has no text to send".to_string(),
+            ));
         }
 
         let mut queue: VecDeque<Chunk> = chunks.into();
@@ -287,13 +327,23 @@ impl ReplySink for TelegramSink {
                     edit_target = None;
                 }
                 Delivery::TooLong => {
-                    let len = chunk.plain.chars().count().max(chunk.html.as_deref().map_or(0, |h| h.chars().count()));
+                    let len = chunk
+                        .plain
+                        .chars()
+                        .count()
+                        .max(chunk.html.as_deref().map_or(0, |h| h.chars().count()));
                     let limit = len / 2;
                     let parts = html::split_chunk(&chunk, limit.max(MIN_SPLIT_CHARS));
                     if limit < MIN_SPLIT_CHARS || parts.len() < 2 {
-                        return Err(SinkError::Rejected("Telegram rejected a message as too long".to_string()));
+                        return Err(SinkError::Rejected(
+                            "Telegram rejected a message as too long".to_string(),
+                        ));
                     }
-                    tracing::warn!(chat = self.chat.0, parts = parts.len(), "Telegram rejected a chunk as too long, splitting it");
+                    tracing::warn!(
+                        chat = self.chat.0,
+                        parts = parts.len(),
+                        "Telegram rejected a chunk as too long, splitting it"
+                    );
                     for part in parts.into_iter().rev() {
                         queue.push_front(part);
                     }
@@ -301,7 +351,10 @@ impl ReplySink for TelegramSink {
             }
         }
         Ok(Delivered {
-            message_ids: ids.iter().map(|id| format!("{}:{}", self.chat.0, id.0)).collect(),
+            message_ids: ids
+                .iter()
+                .map(|id| format!("{}:{}", self.chat.0, id.0))
+                .collect(),
         })
     }
 }
@@ -358,6 +411,8 @@ pub(crate) fn sink_error(err: RequestError) -> SinkError {
         RequestError::Api(api) => SinkError::Rejected(api.to_string()),
         RequestError::Network(err) => SinkError::Transport(err.to_string()),
         RequestError::Io(err) => SinkError::Transport(err.to_string()),
-        RequestError::InvalidJson { source, .. } => SinkError::Transport(format!("invalid JSON from the Bot API: {source}")),
+        RequestError::InvalidJson { source, .. } => {
+            SinkError::Transport(format!("invalid JSON from the Bot API: {source}"))
+        }
     }
 }

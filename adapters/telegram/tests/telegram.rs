@@ -6,13 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use maxwin_channel::{
-    Card, CardOrigin, Labelled, Lang, Platform, Rating, Reply, ReplyKind, ReplySink, Situation, SourceRef,
+    Card, CardOrigin, Labelled, Lang, Platform, Rating, Reply, ReplyKind, ReplySink, Situation,
+    SourceRef,
 };
-use maxwin_telegram::{TelegramClient, TelegramMode, TelegramSettings, html, run_polling, webhook_router};
+use maxwin_telegram::{
+    TelegramClient, TelegramMode, TelegramSettings, html, run_polling, webhook_router,
+};
 use serde_json::{Value, json};
 use support::handler::{Script, TestHandler, drive};
 use support::mock_api::{
-    BOT_ID, BOT_USERNAME, Failure, MockApi, NOT_MODIFIED, TOKEN, chat_json, message_update, user_json, utf16_len,
+    BOT_ID, BOT_USERNAME, Failure, MockApi, NOT_MODIFIED, TOKEN, chat_json, message_update,
+    user_json, utf16_len,
 };
 use tokio::sync::oneshot;
 
@@ -57,7 +61,10 @@ fn card_script(progress: &[&str]) -> Script {
 }
 
 /// Runs the polling loop until the returned sender is dropped or fired.
-fn spawn_polling(mock: &MockApi, handler: Arc<TestHandler>) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+fn spawn_polling(
+    mock: &MockApi,
+    handler: Arc<TestHandler>,
+) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let settings = settings(mock);
     let task = tokio::spawn(async move {
@@ -78,7 +85,12 @@ async fn wait_for_inbound(handler: &TestHandler, count: usize) {
     };
     tokio::time::timeout(Duration::from_secs(10), wait)
         .await
-        .unwrap_or_else(|_| panic!("expected {count} inbound messages, got {:?}", handler.inbound()));
+        .unwrap_or_else(|_| {
+            panic!(
+                "expected {count} inbound messages, got {:?}",
+                handler.inbound()
+            )
+        });
 }
 
 fn group_update(update_id: i64, message_id: i64, text: &str, entities: Value) -> Value {
@@ -91,7 +103,13 @@ async fn private_message_streams_then_sends_card() {
     let handler = TestHandler::new(card_script(&["客户", "客户说贵", "客户说贵，先别降价"]));
     let (stop, task) = spawn_polling(&mock, handler.clone());
 
-    mock.push_update(message_update(1, 42, 10, "客户说我们比竞品贵 30%", json!([])));
+    mock.push_update(message_update(
+        1,
+        42,
+        10,
+        "客户说我们比竞品贵 30%",
+        json!([]),
+    ));
     let delivered = handler.next_delivery().await.expect("delivery failed");
 
     let inbound = handler.inbound();
@@ -114,17 +132,29 @@ async fn private_message_streams_then_sends_card() {
     let methods: Vec<&str> = calls.iter().map(|c| c.method.as_str()).collect();
     assert_eq!(
         methods,
-        ["sendChatAction", "sendMessage", "editMessageText", "editMessageText", "editMessageText"]
+        [
+            "sendChatAction",
+            "sendMessage",
+            "editMessageText",
+            "editMessageText",
+            "editMessageText"
+        ]
     );
     assert_eq!(calls[0].body["action"], "typing");
     assert_eq!(calls[1].body["text"], "客户");
-    assert!(calls[1].body.get("parse_mode").is_none(), "previews are plain text");
+    assert!(
+        calls[1].body.get("parse_mode").is_none(),
+        "previews are plain text"
+    );
     assert_eq!(calls[3].body["text"], "客户说贵，先别降价");
 
     let last = &calls[4].body;
     assert_eq!(last["parse_mode"], "HTML");
     let text = last["text"].as_str().unwrap();
-    assert!(text.starts_with("<b>客户嫌贵 &lt;30%&gt; &amp; 要折扣</b>"), "{text}");
+    assert!(
+        text.starts_with("<b>客户嫌贵 &lt;30%&gt; &amp; 要折扣</b>"),
+        "{text}"
+    );
     let keyboard = last["reply_markup"]["inline_keyboard"].as_array().unwrap();
     assert_eq!(keyboard[0][0]["text"], "👍");
     assert_eq!(keyboard[0][1]["text"], "👎");
@@ -143,7 +173,12 @@ async fn group_mentions_are_stripped() {
     let (stop, task) = spawn_polling(&mock, handler.clone());
 
     let leading = format!("@{BOT_USERNAME} 客户压价怎么办");
-    mock.push_update(group_update(1, 11, &leading, json!([{"type": "mention", "offset": 0, "length": 9}])));
+    mock.push_update(group_update(
+        1,
+        11,
+        &leading,
+        json!([{"type": "mention", "offset": 0, "length": 9}]),
+    ));
     let middle = "请问 @coachbot 客户压价怎么办";
     mock.push_update(group_update(
         2,
@@ -240,13 +275,32 @@ async fn commands_for_this_bot_only() {
     let handler = TestHandler::new(card_script(&[]));
     let (stop, task) = spawn_polling(&mock, handler.clone());
 
-    mock.push_update(group_update(1, 40, "/ask@OtherBot 价格", json!([{"type": "bot_command", "offset": 0, "length": 13}])));
-    mock.push_update(group_update(2, 41, "/ask@coachbot 价格", json!([{"type": "bot_command", "offset": 0, "length": 13}])));
-    mock.push_update(group_update(3, 42, "/help", json!([{"type": "bot_command", "offset": 0, "length": 5}])));
+    mock.push_update(group_update(
+        1,
+        40,
+        "/ask@OtherBot 价格",
+        json!([{"type": "bot_command", "offset": 0, "length": 13}]),
+    ));
+    mock.push_update(group_update(
+        2,
+        41,
+        "/ask@coachbot 价格",
+        json!([{"type": "bot_command", "offset": 0, "length": 13}]),
+    ));
+    mock.push_update(group_update(
+        3,
+        42,
+        "/help",
+        json!([{"type": "bot_command", "offset": 0, "length": 5}]),
+    ));
     wait_for_inbound(&handler, 2).await;
 
     let inbound = handler.inbound();
-    assert_eq!(inbound.len(), 2, "the command for another bot is dropped: {inbound:?}");
+    assert_eq!(
+        inbound.len(),
+        2,
+        "the command for another bot is dropped: {inbound:?}"
+    );
     assert_eq!(inbound[0].text, "/ask 价格");
     assert!(inbound[0].mentions_bot);
     assert_eq!(inbound[0].message_id, "-100555:41");
@@ -298,7 +352,15 @@ async fn bot_messages_are_ignored() {
 fn long_card() -> Card {
     let mut card = sample_card(Lang::En);
     card.outward = (0..60)
-        .map(|i| Labelled::new(format!("Q{i} <tag>"), format!("Ask whether budget & timing < 3 months fit, case {i}: {}", "x".repeat(40))))
+        .map(|i| {
+            Labelled::new(
+                format!("Q{i} <tag>"),
+                format!(
+                    "Ask whether budget & timing < 3 months fit, case {i}: {}",
+                    "x".repeat(40)
+                ),
+            )
+        })
         .collect();
     card.situation.diagnosis = format!("{} & <end>", "销".repeat(5000));
     card
@@ -315,9 +377,16 @@ fn assert_valid_html(chunk: &str, plain: &str) {
             let end = rest.find('>').expect("unterminated tag");
             let tag = &rest[1..end];
             if let Some(name) = tag.strip_prefix('/') {
-                assert_eq!(stack.pop().as_deref(), Some(name), "misnested tag in {chunk}");
+                assert_eq!(
+                    stack.pop().as_deref(),
+                    Some(name),
+                    "misnested tag in {chunk}"
+                );
             } else {
-                assert!(["b", "i", "blockquote"].contains(&tag), "unexpected tag <{tag}>");
+                assert!(
+                    ["b", "i", "blockquote"].contains(&tag),
+                    "unexpected tag <{tag}>"
+                );
                 stack.push(tag.to_string());
             }
             rest = &rest[end + 1..];
@@ -344,7 +413,11 @@ fn assert_valid_html(chunk: &str, plain: &str) {
 fn long_card_splits_into_valid_chunks() {
     let card = long_card();
     let chunks = html::card_chunks(&card, html::MAX_MESSAGE_CHARS);
-    assert!(chunks.len() >= 3, "expected several chunks, got {}", chunks.len());
+    assert!(
+        chunks.len() >= 3,
+        "expected several chunks, got {}",
+        chunks.len()
+    );
     let mut shown = String::new();
     for chunk in &chunks {
         let markup = chunk.html.as_deref().unwrap();
@@ -355,7 +428,11 @@ fn long_card_splits_into_valid_chunks() {
     }
     assert!(shown.contains("Q59 <tag>: Ask whether budget & timing < 3 months fit, case 59"));
     assert!(shown.contains("销 & <end>"));
-    assert_eq!(shown.matches('销').count(), 5000, "no character is lost at a split");
+    assert_eq!(
+        shown.matches('销').count(),
+        5000,
+        "no character is lost at a split"
+    );
 }
 
 #[test]
@@ -374,7 +451,13 @@ fn library_card_shows_notice_in_blockquote() {
     let mut card = sample_card(Lang::En);
     card.origin = CardOrigin::Library;
     let chunks = html::card_chunks(&card, html::MAX_MESSAGE_CHARS);
-    assert!(chunks[0].html.as_deref().unwrap().contains("<blockquote>📚 Library answer"));
+    assert!(
+        chunks[0]
+            .html
+            .as_deref()
+            .unwrap()
+            .contains("<blockquote>📚 Library answer")
+    );
 }
 
 #[tokio::test]
@@ -399,9 +482,19 @@ async fn long_card_goes_out_in_several_messages() {
     }
     let first_id = calls[1].body["message_id"].as_i64().unwrap();
     let last = &calls.last().unwrap().body;
-    assert_eq!(last["reply_markup"]["inline_keyboard"][0][0]["callback_data"], format!("up:en:{first_id}"));
-    assert_eq!(last["reply_markup"]["inline_keyboard"][1][0]["text"], "More questions");
-    assert!(calls[1..calls.len() - 1].iter().all(|c| c.body.get("reply_markup").is_none()));
+    assert_eq!(
+        last["reply_markup"]["inline_keyboard"][0][0]["callback_data"],
+        format!("up:en:{first_id}")
+    );
+    assert_eq!(
+        last["reply_markup"]["inline_keyboard"][1][0]["text"],
+        "More questions"
+    );
+    assert!(
+        calls[1..calls.len() - 1]
+            .iter()
+            .all(|c| c.body.get("reply_markup").is_none())
+    );
     assert_eq!(delivered.message_ids.len(), expected.len());
     assert_eq!(delivered.message_ids[0], format!("42:{first_id}"));
 }
@@ -427,11 +520,18 @@ async fn rate_limit_during_streaming_is_honoured() {
         .unwrap();
 
     let edits = mock.calls_of(&["editMessageText"]);
-    assert_eq!(edits.len(), 2, "the rate-limited edit, then the final edit: {edits:?}");
+    assert_eq!(
+        edits.len(),
+        2,
+        "the rate-limited edit, then the final edit: {edits:?}"
+    );
     assert_eq!(edits[0].body["text"], "ab");
     assert_eq!(edits[1].body["text"], "done");
     let waited = edits[1].at.duration_since(edits[0].at);
-    assert!(waited >= Duration::from_secs(1), "next call came after {waited:?}");
+    assert!(
+        waited >= Duration::from_secs(1),
+        "next call came after {waited:?}"
+    );
     assert_eq!(mock.calls_of(&["sendMessage"]).len(), 1);
     assert_eq!(delivered.message_ids.len(), 1);
 }
@@ -472,7 +572,11 @@ async fn previews_are_throttled_per_chat() {
 
     let calls = mock.calls_of(&["sendMessage", "editMessageText"]);
     let methods: Vec<&str> = calls.iter().map(|c| c.method.as_str()).collect();
-    assert_eq!(methods, ["sendMessage", "editMessageText"], "previews inside the interval are skipped");
+    assert_eq!(
+        methods,
+        ["sendMessage", "editMessageText"],
+        "previews inside the interval are skipped"
+    );
     assert_eq!(calls[1].body["text"], "final");
     assert!(calls[1].at.duration_since(calls[0].at) >= Duration::from_millis(300));
 }
@@ -493,8 +597,14 @@ async fn not_modified_edit_counts_as_delivered() {
     let delivered = sink.finish(&reply).await.unwrap();
 
     let sends = mock.calls_of(&["sendMessage"]);
-    assert_eq!(sends.len(), 1, "no second message after a not-modified edit");
-    let preview_id = mock.calls_of(&["editMessageText"])[0].body["message_id"].as_i64().unwrap();
+    assert_eq!(
+        sends.len(),
+        1,
+        "no second message after a not-modified edit"
+    );
+    let preview_id = mock.calls_of(&["editMessageText"])[0].body["message_id"]
+        .as_i64()
+        .unwrap();
     assert_eq!(delivered.message_ids, vec![format!("42:{preview_id}")]);
 }
 
@@ -505,7 +615,10 @@ async fn rejected_markup_is_resent_as_plain_text() {
     let mut sink = client.sink(42, None, None);
     mock.fail_next(
         "sendMessage",
-        Failure::BadRequest("Bad Request: can't parse entities: Unsupported start tag \"x\" at byte offset 3".into()),
+        Failure::BadRequest(
+            "Bad Request: can't parse entities: Unsupported start tag \"x\" at byte offset 3"
+                .into(),
+        ),
     );
 
     let card = sample_card(Lang::Zh);
@@ -517,8 +630,16 @@ async fn rejected_markup_is_resent_as_plain_text() {
     assert!(sends[1].body.get("parse_mode").is_none());
     let plain = &html::card_chunks(&card, html::MAX_MESSAGE_CHARS)[0].plain;
     assert_eq!(sends[1].body["text"].as_str(), Some(plain.as_str()));
-    assert!(sends[1].body["text"].as_str().unwrap().contains("客户嫌贵 <30%> & 要折扣"));
-    assert!(sends[1].body.get("reply_markup").is_some(), "buttons survive the fallback");
+    assert!(
+        sends[1].body["text"]
+            .as_str()
+            .unwrap()
+            .contains("客户嫌贵 <30%> & 要折扣")
+    );
+    assert!(
+        sends[1].body.get("reply_markup").is_some(),
+        "buttons survive the fallback"
+    );
     assert_eq!(delivered.message_ids.len(), 1);
 }
 
@@ -527,13 +648,20 @@ async fn too_long_message_is_split_further() {
     let mock = MockApi::start().await;
     let client = TelegramClient::new(&settings(&mock)).unwrap();
     let mut sink = client.sink(42, None, None);
-    mock.fail_next("sendMessage", Failure::BadRequest("Bad Request: message is too long".into()));
+    mock.fail_next(
+        "sendMessage",
+        Failure::BadRequest("Bad Request: message is too long".into()),
+    );
 
     let card = sample_card(Lang::Zh);
     let delivered = sink.finish(&Reply::Card(card.clone())).await.unwrap();
 
     let sends = mock.calls_of(&["sendMessage"]);
-    assert!(sends.len() >= 3, "rejected send, then at least two smaller ones: {}", sends.len());
+    assert!(
+        sends.len() >= 3,
+        "rejected send, then at least two smaller ones: {}",
+        sends.len()
+    );
     let rejected = sends[0].body["text"].as_str().unwrap().chars().count();
     let mut shown = String::new();
     for send in &sends[1..] {
@@ -541,7 +669,11 @@ async fn too_long_message_is_split_further() {
         assert!(text.chars().count() < rejected);
         shown.push_str(text);
     }
-    assert_eq!(shown, sends[0].body["text"].as_str().unwrap(), "nothing is lost in the split");
+    assert_eq!(
+        shown,
+        sends[0].body["text"].as_str().unwrap(),
+        "nothing is lost in the split"
+    );
     assert_eq!(delivered.message_ids.len(), sends.len() - 1);
 }
 
@@ -582,7 +714,10 @@ async fn feedback_buttons_reach_the_handler() {
     assert_eq!(feedback[0].tenant, BOT_ID.to_string());
     assert_eq!(feedback[0].user, "42");
     assert_eq!(feedback[1].rating, Some(Rating::Down));
-    assert_eq!(feedback[1].answer_message_id, "42:504", "an empty id means the pressed message");
+    assert_eq!(
+        feedback[1].answer_message_id, "42:504",
+        "an empty id means the pressed message"
+    );
 
     let answers = mock.calls_of(&["answerCallbackQuery"]);
     assert_eq!(answers[0].body["callback_query_id"], "cb-1");
@@ -604,7 +739,10 @@ async fn callback_is_answered_when_handler_fails() {
     mock.wait_for("answerCallbackQuery", 2).await;
 
     let answers = mock.calls_of(&["answerCallbackQuery"]);
-    assert_eq!(answers[0].body["text"], "That did not go through, please try again later");
+    assert_eq!(
+        answers[0].body["text"],
+        "That did not go through, please try again later"
+    );
     assert_eq!(answers[1].body["callback_query_id"], "cb-2");
 
     stop.send(()).unwrap();
@@ -629,7 +767,10 @@ async fn more_questions_button_asks_a_follow_up() {
     assert_eq!(msg.message_id, "42:callback:cb-1");
     assert_eq!(mock.calls_of(&["answerCallbackQuery"]).len(), 1);
     let reply = &mock.calls_of(&["sendMessage"])[0].body;
-    assert_eq!(reply["reply_parameters"]["message_id"], 503, "the answer quotes the card");
+    assert_eq!(
+        reply["reply_parameters"]["message_id"], 503,
+        "the answer quotes the card"
+    );
 
     stop.send(()).unwrap();
     task.await.unwrap();
@@ -667,8 +808,14 @@ async fn webhook_checks_secret_token() {
         .await
         .unwrap();
     assert_eq!(wrong.status(), 401);
-    assert!(handler.inbound().is_empty(), "nothing is processed without the secret");
-    assert!(mock.calls().is_empty(), "no Bot API call before authentication");
+    assert!(
+        handler.inbound().is_empty(),
+        "nothing is processed without the secret"
+    );
+    assert!(
+        mock.calls().is_empty(),
+        "no Bot API call before authentication"
+    );
 
     for _ in 0..2 {
         let right = http

@@ -77,7 +77,11 @@ pub async fn drive(sink: &mut dyn ReplySink, script: &Script) -> Result<Delivere
 
 #[async_trait]
 impl Handler for TestHandler {
-    async fn accept(&self, message: Inbound, mut sink: Box<dyn ReplySink>) -> Result<Accepted, HandlerError> {
+    async fn accept(
+        &self,
+        message: Inbound,
+        mut sink: Box<dyn ReplySink>,
+    ) -> Result<Accepted, HandlerError> {
         self.inbound.lock().unwrap().push(message);
         let script = self.script.clone();
         let tx = self.delivered_tx.clone();

@@ -162,7 +162,20 @@ async fn answer(
     Path((bot, method)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> impl IntoResponse {
-    assert_eq!(bot, format!("bot{TOKEN}"), "request carried the wrong token");
+    assert_eq!(
+        bot,
+        format!("bot{TOKEN}"),
+        "request carried the wrong token"
+    );
+    // Bot API method names are case-insensitive and teloxide capitalises them
+    // (`SendMessage`); record them in the documented spelling (`sendMessage`).
+    let mut chars = method.chars();
+    let method: String = chars
+        .next()
+        .map(|first| first.to_ascii_lowercase())
+        .into_iter()
+        .chain(chars)
+        .collect();
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     if let Some(failure) = mock.record(&method, body.clone()) {
         return match failure {
@@ -198,7 +211,7 @@ async fn answer(
             sent_message(&body, id)
         }
         "editMessageText" => {
-            let id = body["message_id"].as_i64().unwrap();
+            let id = as_i64(&body["message_id"]);
             sent_message(&body, id)
         }
         "sendChatAction" | "answerCallbackQuery" | "setWebhook" | "deleteWebhook" => json!(true),
@@ -208,7 +221,7 @@ async fn answer(
 }
 
 fn sent_message(body: &Value, id: i64) -> Value {
-    let chat_id = body["chat_id"].as_i64().unwrap();
+    let chat_id = as_i64(&body["chat_id"]);
     let mut message = json!({
         "message_id": id,
         "date": 1_700_000_000,
@@ -220,6 +233,14 @@ fn sent_message(body: &Value, id: i64) -> Value {
         message["reply_markup"] = markup.clone();
     }
     message
+}
+
+/// Reads an id that teloxide may send as a JSON number or string.
+fn as_i64(value: &Value) -> i64 {
+    value
+        .as_i64()
+        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or_else(|| panic!("not an id: {value}"))
 }
 
 /// A chat object: positive ids are private chats, negative ids supergroups.
@@ -237,7 +258,13 @@ pub fn user_json(user_id: i64) -> Value {
 }
 
 /// Builds a text message update; `entities` are Bot API entity objects.
-pub fn message_update(update_id: i64, chat_id: i64, message_id: i64, text: &str, entities: Value) -> Value {
+pub fn message_update(
+    update_id: i64,
+    chat_id: i64,
+    message_id: i64,
+    text: &str,
+    entities: Value,
+) -> Value {
     json!({
         "update_id": update_id,
         "message": {
