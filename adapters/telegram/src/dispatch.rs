@@ -27,10 +27,10 @@ const REMEMBERED_UPDATES: usize = 4096;
 /// How long a button press waits for the core before Telegram gets its answer anyway.
 const FEEDBACK_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The longest pause between failed `getUpdates` calls.
+/// The maximum pause between failed `getUpdates` calls.
 const MAX_POLL_BACKOFF: Duration = Duration::from_secs(30);
 
-/// The update kinds the adapter asks Telegram for.
+/// The update kinds the adapter requests from Telegram.
 fn allowed_updates() -> Vec<AllowedUpdate> {
     vec![AllowedUpdate::Message, AllowedUpdate::CallbackQuery]
 }

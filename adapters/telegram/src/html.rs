@@ -49,8 +49,8 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// Renders a card as HTML chunks of at most `max` characters, split between sections
-/// where possible and otherwise between lines; never inside a tag, entity or character.
+/// Renders a card as HTML chunks of at most `max` characters. Chunks break between
+/// sections where possible, else between lines, and never inside a tag, an entity or a character.
 pub fn card_chunks(card: &Card, max: usize) -> Vec<Chunk> {
     let colon = card.lang.pick("：", ": ");
     let sections = render::sections(card);

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use maxwin_channel::{Inbound, Lang, Platform, Rating};
 use teloxide::types::{CallbackQuery, Message, MessageEntityKind, MessageEntityRef, UserId};
 
-/// Who this bot is, from `getMe`.
+/// The bot's own identity, from `getMe`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BotIdentity {
     pub id: UserId,
@@ -151,7 +151,7 @@ fn replies_to_bot(message: &Message, me: &BotIdentity) -> bool {
     parent.from.as_ref().is_some_and(|from| from.id == me.id)
 }
 
-/// What a button under a card asks for.
+/// The request a button under a card carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ButtonAction {
     Rate(Rating),

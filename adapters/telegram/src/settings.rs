@@ -7,7 +7,7 @@ use maxwin_channel::Secret;
 use serde::Deserialize;
 use url::Url;
 
-/// How the adapter receives updates from Telegram.
+/// The transport the adapter receives updates over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TelegramMode {
@@ -46,7 +46,7 @@ pub struct TelegramSettings {
     pub poll_timeout_secs: u32,
     /// The longest `retry_after` the adapter waits out before it gives up on a message, in seconds.
     pub max_retry_after_secs: u64,
-    /// How many times one request is retried after a 429 answer.
+    /// The maximum number of retries of one request after HTTP 429.
     pub max_retries: u32,
 }
 

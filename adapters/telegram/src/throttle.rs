@@ -6,15 +6,15 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// Keeps sends and edits in one chat at least `interval` apart, and holds a chat
-/// back until a 429's `retry_after` has passed.
+/// Keeps sends and edits in one chat at least `interval` apart, and keeps a chat
+/// waiting until a 429's `retry_after` has passed.
 #[derive(Debug)]
 pub struct ChatThrottle {
     interval: Duration,
     next_allowed: Mutex<HashMap<i64, Instant>>,
 }
 
-/// Entries past their time are pruned once the map holds this many chats.
+/// Entries past their time are pruned once the map contains this many chats.
 const PRUNE_ABOVE: usize = 1024;
 
 impl ChatThrottle {

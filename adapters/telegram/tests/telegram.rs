@@ -78,19 +78,7 @@ fn spawn_polling(
 }
 
 async fn wait_for_inbound(handler: &TestHandler, count: usize) {
-    let wait = async {
-        while handler.inbound().len() < count {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), wait)
-        .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "expected {count} inbound messages, got {:?}",
-                handler.inbound()
-            )
-        });
+    handler.wait_for_inbound(count).await;
 }
 
 fn group_update(update_id: i64, message_id: i64, text: &str, entities: Value) -> Value {

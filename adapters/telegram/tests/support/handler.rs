@@ -21,6 +21,7 @@ pub struct TestHandler {
     pub inbound: Mutex<Vec<Inbound>>,
     pub feedback: Mutex<Vec<Feedback>>,
     pub fail_feedback: bool,
+    inbound_added: tokio::sync::Notify,
     script: Script,
     delivered_tx: mpsc::UnboundedSender<Result<Delivered, SinkError>>,
     delivered_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Result<Delivered, SinkError>>>,
@@ -41,6 +42,7 @@ impl TestHandler {
             inbound: Mutex::new(Vec::new()),
             feedback: Mutex::new(Vec::new()),
             fail_feedback,
+            inbound_added: tokio::sync::Notify::new(),
             script,
             delivered_tx,
             delivered_rx: tokio::sync::Mutex::new(delivered_rx),
@@ -53,6 +55,27 @@ impl TestHandler {
 
     pub fn feedback(&self) -> Vec<Feedback> {
         self.feedback.lock().unwrap().clone()
+    }
+
+    /// Waits until the handler has accepted `count` messages.
+    pub async fn wait_for_inbound(&self, count: usize) {
+        let wait = async {
+            loop {
+                let added = self.inbound_added.notified();
+                if self.inbound().len() >= count {
+                    return;
+                }
+                added.await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "expected {count} inbound messages, got {:?}",
+                    self.inbound()
+                )
+            });
     }
 
     /// Waits for the next answer the handler finished.
@@ -83,6 +106,7 @@ impl Handler for TestHandler {
         mut sink: Box<dyn ReplySink>,
     ) -> Result<Accepted, HandlerError> {
         self.inbound.lock().unwrap().push(message);
+        self.inbound_added.notify_waiters();
         let script = self.script.clone();
         let tx = self.delivered_tx.clone();
         tokio::spawn(async move {

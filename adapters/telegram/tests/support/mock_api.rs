@@ -29,7 +29,7 @@ pub struct Call {
     pub at: Instant,
 }
 
-/// A failure to answer the next call of a method with.
+/// A failure that the next call of a method receives.
 #[derive(Debug, Clone)]
 pub enum Failure {
     RetryAfter(u32),
@@ -243,7 +243,7 @@ fn as_i64(value: &Value) -> i64 {
         .unwrap_or_else(|| panic!("not an id: {value}"))
 }
 
-/// A chat object: positive ids are private chats, negative ids supergroups.
+/// Builds a chat object: positive ids are private chats, negative ids supergroups.
 pub fn chat_json(chat_id: i64) -> Value {
     if chat_id > 0 {
         json!({"id": chat_id, "type": "private", "first_name": "Li", "last_name": "Lei"})
@@ -252,7 +252,7 @@ pub fn chat_json(chat_id: i64) -> Value {
     }
 }
 
-/// A user object for a human sender.
+/// Builds a user object for a human sender.
 pub fn user_json(user_id: i64) -> Value {
     json!({"id": user_id, "is_bot": false, "first_name": "Li", "last_name": "Lei", "username": "lilei"})
 }
