@@ -13,9 +13,9 @@ pub mod secret;
 pub mod sink;
 
 pub use card::{Card, CardOrigin, Labelled, Lang, Situation, SourceRef};
-pub use secret::Secret;
 pub use message::{Feedback, Inbound, Outbound, Platform, Rating};
+pub use secret::Secret;
 pub use sink::{
-    Accepted, Delivered, Handler, HandlerError, LengthUnit, ProgressStyle, Reply, ReplyKind, ReplySink,
-    SinkCapabilities, SinkError,
+    Accepted, Delivered, Handler, HandlerError, LengthUnit, ProgressStyle, Reply, ReplyKind,
+    ReplySink, SinkCapabilities, SinkError,
 };

@@ -39,7 +39,8 @@ pub fn sections(card: &Card) -> Vec<Section> {
     let mut head = Section::default();
     head.lines.push(Line::Title(card.title.trim().to_string()));
     if card.origin == CardOrigin::Library {
-        head.lines.push(Line::Notice(labels.library_notice.to_string()));
+        head.lines
+            .push(Line::Notice(labels.library_notice.to_string()));
     }
     head.lines.push(Line::Field {
         label: labels.question.to_string(),
@@ -90,7 +91,9 @@ pub fn sections(card: &Card) -> Vec<Section> {
             text: card.outward_heading().to_string(),
         }],
     };
-    outward.lines.extend(card.outward.iter().map(labelled_bullet));
+    outward
+        .lines
+        .extend(card.outward.iter().map(labelled_bullet));
     out.push(outward);
 
     let mut now = Section {
@@ -105,7 +108,8 @@ pub fn sections(card: &Card) -> Vec<Section> {
             },
         ],
     };
-    now.lines.extend(card.actions_now.iter().map(labelled_bullet));
+    now.lines
+        .extend(card.actions_now.iter().map(labelled_bullet));
     out.push(now);
 
     let mut later = Section {
@@ -114,7 +118,9 @@ pub fn sections(card: &Card) -> Vec<Section> {
             text: labels.actions_later.to_string(),
         }],
     };
-    later.lines.extend(card.actions_later.iter().map(labelled_bullet));
+    later
+        .lines
+        .extend(card.actions_later.iter().map(labelled_bullet));
     out.push(later);
 
     let mut sources = Section {
@@ -123,14 +129,16 @@ pub fn sections(card: &Card) -> Vec<Section> {
             text: labels.sources.to_string(),
         }],
     };
-    sources.lines.extend(card.sources.iter().map(|s| Line::Bullet {
-        label: None,
-        text: if s.title.trim().is_empty() {
-            s.id.clone()
-        } else {
-            format!("{} · {}", s.id, s.title.trim())
-        },
-    }));
+    sources
+        .lines
+        .extend(card.sources.iter().map(|s| Line::Bullet {
+            label: None,
+            text: if s.title.trim().is_empty() {
+                s.id.clone()
+            } else {
+                format!("{} · {}", s.id, s.title.trim())
+            },
+        }));
     out.push(sources);
 
     out
@@ -160,9 +168,10 @@ pub fn section_to_text(card: &Card, section: &Section) -> String {
             Line::Heading { text, .. } => out.push_str(&format!("{text}\n")),
             Line::Notice(text) => out.push_str(&format!("{text}\n")),
             Line::Field { label, text } => out.push_str(&format!("{label}{colon}{text}\n")),
-            Line::Bullet { label: Some(label), text } => {
-                out.push_str(&format!("  • {label}{colon}{text}\n"))
-            }
+            Line::Bullet {
+                label: Some(label),
+                text,
+            } => out.push_str(&format!("  • {label}{colon}{text}\n")),
             Line::Bullet { label: None, text } => out.push_str(&format!("  • {text}\n")),
             Line::Paragraph(text) => out.push_str(&format!("{text}\n")),
         }
@@ -192,9 +201,10 @@ pub fn section_to_markdown(card: &Card, section: &Section) -> String {
             Line::Heading { text, .. } => out.push_str(&format!("### {text}\n\n")),
             Line::Notice(text) => out.push_str(&format!("> {text}\n\n")),
             Line::Field { label, text } => out.push_str(&format!("**{label}{colon}** {text}\n\n")),
-            Line::Bullet { label: Some(label), text } => {
-                out.push_str(&format!("* **{label}{colon}** {text}\n"))
-            }
+            Line::Bullet {
+                label: Some(label),
+                text,
+            } => out.push_str(&format!("* **{label}{colon}** {text}\n")),
             Line::Bullet { label: None, text } => out.push_str(&format!("* {text}\n")),
             Line::Paragraph(text) => out.push_str(&format!("{text}\n\n")),
         }

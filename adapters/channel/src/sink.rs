@@ -31,7 +31,11 @@ pub enum Reply {
     Card(Card),
     /// A short text: help, command confirmations, the off-topic reply, or an error
     /// explained in the user's language.
-    Text { kind: ReplyKind, lang: Lang, text: String },
+    Text {
+        kind: ReplyKind,
+        lang: Lang,
+        text: String,
+    },
 }
 
 impl Reply {

@@ -13,10 +13,13 @@ fn zh_card() -> Card {
         lang: Lang::Zh,
         origin: CardOrigin::Tailored,
         title: "价格异议：比竞品贵 30%，老板批不下来".into(),
-        question: "客户的 IT 经理认可功能，但说我们比竞品贵 30%，老板批不下来。要不要申请折扣？".into(),
+        question: "客户的 IT 经理认可功能，但说我们比竞品贵 30%，老板批不下来。要不要申请折扣？"
+            .into(),
         situation: Situation {
             stage: "高风险".into(),
-            diagnosis: "这是典型的价格烟雾弹：价值没有传递到老板层面，此时让步等于承认产品只值这个价。".into(),
+            diagnosis:
+                "这是典型的价格烟雾弹：价值没有传递到老板层面，此时让步等于承认产品只值这个价。"
+                    .into(),
         },
         self_check: vec![
             "你是否把价值量化成老板看得懂的数字？".into(),
@@ -25,7 +28,10 @@ fn zh_card() -> Card {
         outward_label: String::new(),
         outward: vec![
             Labelled::new("澄清顾虑", "老板更在意的是投资回报不清，还是预算上限？"),
-            Labelled::new("提议升级", "能否安排 15 分钟，由我向老板展示三年 TCO 对比？"),
+            Labelled::new(
+                "提议升级",
+                "能否安排 15 分钟，由我向老板展示三年 TCO 对比？",
+            ),
         ],
         actions_now: vec![Labelled::new("微信回复", "先认可，再澄清，不主动提折扣。")],
         actions_later: vec![Labelled::new(
@@ -47,7 +53,8 @@ fn en_library_card() -> Card {
         question: "The prospect went silent after our proposal. What now?".into(),
         situation: Situation {
             stage: "[High risk]".into(),
-            diagnosis: "Silence after a proposal usually means it missed the contact's own goals.".into(),
+            diagnosis: "Silence after a proposal usually means it missed the contact's own goals."
+                .into(),
         },
         self_check: vec!["Did the proposal speak to his KPI?".into()],
         outward_label: "💬 Ask the client".into(),
@@ -55,7 +62,10 @@ fn en_library_card() -> Card {
             "Offer a way back",
             "Did the team find the proposal too complex, or not enough?",
         )],
-        actions_now: vec![Labelled::new("Stop chasing", "No more daily calls & messages.")],
+        actions_now: vec![Labelled::new(
+            "Stop chasing",
+            "No more daily calls & messages.",
+        )],
         actions_later: vec![Labelled::new(
             "Set a stop-loss",
             "If there is no reply within 48 hours, try one other channel.",
@@ -75,9 +85,18 @@ fn check(name: &str, actual: &str) {
         std::fs::write(&path, actual).unwrap();
         return;
     }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}; run with UPDATE_GOLDEN=1", path.display()));
-    assert_eq!(actual, expected, "rendering differs from {}", path.display());
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read {}: {e}; run with UPDATE_GOLDEN=1",
+            path.display()
+        )
+    });
+    assert_eq!(
+        actual,
+        expected,
+        "rendering differs from {}",
+        path.display()
+    );
 }
 
 #[test]
