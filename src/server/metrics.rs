@@ -31,7 +31,7 @@ const LATENCY_BUCKETS: [f64; 11] = [
     0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0, 300.0,
 ];
 
-/// Why a message was ignored.
+/// The reason a message was not answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IgnoreReason {
     /// The tenant or chat is outside the allowlist.

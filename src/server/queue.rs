@@ -9,7 +9,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::sync::Mutex;
 
-/// Where a new job went.
+/// The outcome of adding a job to a conversation.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Enqueued<J> {
     /// Nothing runs in this conversation: the caller starts a worker with this job.

@@ -15,7 +15,7 @@ const PRUNE_AT: usize = 4096;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     Allowed,
-    /// Over the limit, and the user has not been told yet since they last got through.
+    /// Over the limit, and the user has not been notified since their last allowed message.
     LimitedNotify,
     /// Over the limit, and the user already got the notice.
     LimitedSilent,
@@ -133,7 +133,7 @@ mod tests {
         tokio::time::advance(Duration::from_secs(1)).await;
         assert_eq!(limiter.check("u1"), Decision::Allowed);
 
-        // A new excess after getting through is notified again.
+        // An allowed message resets the notice, so the next excess is notified again.
         assert_eq!(limiter.check("u1"), Decision::LimitedNotify);
 
         tokio::time::advance(Duration::from_secs(3600)).await;

@@ -360,7 +360,7 @@ impl Inner {
     }
 }
 
-/// Returns true when `id` is allowed: the list is empty, or holds `id` or `platform:id`.
+/// Returns true when `id` is allowed: the list is empty, or contains `id` or `platform:id`.
 fn allowlist_contains(list: &[String], platform: Platform, id: &str) -> bool {
     list.is_empty()
         || list.iter().any(|entry| {
@@ -388,8 +388,8 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// A sink wrapper that records what the responder did, so the router knows whether
-/// the user already got a reply.
+/// A sink wrapper that records what the responder did, so the router can tell
+/// whether the user already got a reply.
 struct TrackedSink {
     inner: Box<dyn ReplySink>,
     started: bool,
@@ -409,10 +409,10 @@ impl TrackedSink {
 
     /// Sends one reply of the router's own; returns true when the platform took it.
     async fn deliver(&mut self, reply: &Reply, metrics: &Metrics) -> bool {
-        if !self.started {
-            if let Err(e) = self.start().await {
-                debug!(error = %e, "could not show the typing status");
-            }
+        if !self.started
+            && let Err(e) = self.start().await
+        {
+            debug!(error = %e, "could not show the typing status");
         }
         match self.finish(reply).await {
             Ok(_) => true,

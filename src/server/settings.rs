@@ -50,7 +50,8 @@ pub struct RouterSettings {
     pub max_queued_per_conversation: usize,
     /// Seconds one answer may take before the router gives up and apologises.
     pub answer_timeout_secs: u64,
-    /// Threads the bot remembers having joined, so it answers there without a mention.
+    /// Maximum number of joined threads (where the bot answers without a mention)
+    /// kept in memory; the least recently used are dropped first.
     pub joined_threads_capacity: usize,
     /// Seconds after the bot's last answer in a thread during which it stays joined.
     pub joined_thread_ttl_secs: u64,

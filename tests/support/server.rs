@@ -33,7 +33,7 @@ pub struct FakeResponder {
     /// Set when two answers ran at once in one conversation.
     pub overlap: AtomicBool,
     running: AtomicUsize,
-    /// The most answers that ran at the same time, across conversations.
+    /// The maximum number of answers running at once, across conversations.
     pub max_running: AtomicUsize,
     pub feedback: Mutex<Vec<Feedback>>,
 }
