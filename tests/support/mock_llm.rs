@@ -339,6 +339,9 @@ async fn respond(
                 std::future::pending::<()>().await;
             }
             if cut {
+                // Hyper drops unflushed body bytes when the body stream fails, so
+                // wait once to let the pieces reach the socket before the error.
+                tokio::time::sleep(Duration::from_millis(1)).await;
                 // An error from the body stream makes hyper close the connection without the final chunk.
                 return Some((
                     Err(std::io::Error::other("mock_llm: connection cut")),
