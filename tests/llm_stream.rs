@@ -691,3 +691,72 @@ async fn connection_refused_is_transport_error() {
 fn unconfigured_settings_give_no_client() {
     assert!(LlmClient::new(&LlmSettings::default()).unwrap().is_none());
 }
+
+#[test]
+fn chat_stream_future_is_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let client = LlmClient::new(&LlmSettings {
+        base_url: Some("http://127.0.0.1:9".to_string()),
+        model: Some("m".to_string()),
+        ..LlmSettings::default()
+    })
+    .unwrap()
+    .unwrap();
+    let request = request();
+    let mut on_event = |_: StreamEvent<'_>| {};
+
+    let future = client.chat_stream(&request, &mut on_event);
+
+    assert_send(&future);
+}
+
+/// Collects formatted tracing output for one test.
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn trace_has_fields_but_no_secrets() {
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let server = MockLlm::start(vec![
+        MockResponse::error(500, "retry me"),
+        MockResponse::chat_stream(&["Visible answer"]),
+    ])
+    .await;
+
+    stream(&client(&settings(&server))).await.0.unwrap();
+
+    let output = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(output.contains("llm_call"), "{output}");
+    assert!(output.contains("model=test-model"), "{output}");
+    assert!(output.contains("prompt_tokens=7"), "{output}");
+    assert!(output.contains("attempts=2"), "{output}");
+    assert!(output.contains("retrying"), "{output}");
+    assert!(!output.contains("sk-test-key"), "API key logged: {output}");
+    assert!(
+        !output.contains("客户说太贵了"),
+        "prompt text logged: {output}"
+    );
+    assert!(
+        !output.contains("Visible answer"),
+        "answer text logged: {output}"
+    );
+}
