@@ -458,7 +458,7 @@ async fn first_token_timeout() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn keep_alive_comments_do_not_count_as_first_token() {
+async fn keep_alive_not_first_token() {
     let body = format!(
         "{}{}{}",
         ": keep-alive\n\n".repeat(20),

@@ -115,10 +115,13 @@ impl LlmClient {
         on_event: &mut (dyn FnMut(StreamEvent<'_>) + Send),
     ) -> Result<Completion, LlmError> {
         let started = Instant::now();
-        let mut shown = false;
+        let mut text_shown = false;
 
         let primary = &self.inner.primary;
-        let primary_error = match primary.chat(request, on_event, &mut shown, started).await {
+        let primary_error = match primary
+            .chat(request, on_event, &mut text_shown, started)
+            .await
+        {
             Ok(completion) => return Ok(completion),
             Err(error) => error,
         };
@@ -132,7 +135,9 @@ impl LlmClient {
             error = %primary_error,
             "LLM provider failed after its retries; switching to the fallback provider"
         );
-        fallback.chat(request, on_event, &mut shown, started).await
+        fallback
+            .chat(request, on_event, &mut text_shown, started)
+            .await
     }
 
     /// Returns the whole answer at once; the same path as [`LlmClient::chat_stream`].
@@ -219,7 +224,7 @@ impl Provider {
         &self,
         request: &ChatRequest,
         on_event: &mut (dyn FnMut(StreamEvent<'_>) + Send),
-        shown: &mut bool,
+        text_shown: &mut bool,
         call_started: Instant,
     ) -> Result<Completion, LlmError> {
         let span = info_span!(
@@ -233,7 +238,7 @@ impl Provider {
             completion_tokens = field::Empty,
             finish_reason = field::Empty,
         );
-        self.chat_with_retries(request, on_event, shown, call_started)
+        self.chat_with_retries(request, on_event, text_shown, call_started)
             .instrument(span)
             .await
     }
@@ -242,7 +247,7 @@ impl Provider {
         &self,
         request: &ChatRequest,
         on_event: &mut (dyn FnMut(StreamEvent<'_>) + Send),
-        shown: &mut bool,
+        text_shown: &mut bool,
         call_started: Instant,
     ) -> Result<Completion, LlmError> {
         let deadline = Instant::now() + self.config.total_timeout;
@@ -250,15 +255,15 @@ impl Provider {
         let mut attempts = 0;
 
         loop {
-            if *shown {
+            if *text_shown {
                 on_event(StreamEvent::Restart);
-                *shown = false;
+                *text_shown = false;
             }
             attempts += 1;
             Span::current().record("attempts", attempts);
 
             let failure = match self
-                .stream_attempt(request, on_event, shown, deadline, call_started)
+                .stream_attempt(request, on_event, text_shown, deadline, call_started)
                 .await
             {
                 Ok(completion) => {
@@ -320,7 +325,7 @@ impl Provider {
         &self,
         request: &ChatRequest,
         on_event: &mut (dyn FnMut(StreamEvent<'_>) + Send),
-        shown: &mut bool,
+        text_shown: &mut bool,
         deadline: Instant,
         call_started: Instant,
     ) -> Result<Completion, Failure> {
@@ -352,7 +357,7 @@ impl Provider {
 
         let mut emitter = Emitter {
             on_event,
-            shown,
+            text_shown,
             call_started,
             first_token_ms: None,
         };
@@ -531,7 +536,7 @@ impl Provider {
 /// Passes visible text to the caller and notes when the first text arrived.
 struct Emitter<'a> {
     on_event: &'a mut (dyn FnMut(StreamEvent<'_>) + Send),
-    shown: &'a mut bool,
+    text_shown: &'a mut bool,
     call_started: Instant,
     first_token_ms: Option<u64>,
 }
@@ -545,7 +550,7 @@ impl Emitter<'_> {
             self.first_token_ms = Some(self.call_started.elapsed().as_millis() as u64);
         }
         (self.on_event)(StreamEvent::Delta(text));
-        *self.shown = true;
+        *self.text_shown = true;
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-/// Which time limit ran out.
+/// Time limit that ran out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimeoutKind {
     /// Opening the TCP/TLS connection took longer than `connect_timeout_secs`.
@@ -86,9 +86,9 @@ fn describe_http_error(status: u16, message: &str, section: &str) -> String {
     let advice = match status {
         401 | 403 => format!("check {section}.api_key"),
         404 => format!("check {section}.base_url and {section}.model"),
-        408 => "the server timed out the request; try again".to_string(),
+        408 => "the server timed out the request, so try again".to_string(),
         413 => "the prompt is too large for this provider; lower llm.context_tokens".to_string(),
-        429 => "rate limit or quota exceeded; wait and try again, or raise the provider's limit"
+        429 => "rate limit or quota exceeded: wait and try again, or raise the provider's limit"
             .to_string(),
         400 | 422 => format!(
             "the server rejected the request; check {section}.model and the request parameters"

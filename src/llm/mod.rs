@@ -98,8 +98,8 @@ pub struct Completion {
     pub model: String,
     pub prompt_tokens: Option<u32>,
     pub completion_tokens: Option<u32>,
-    /// Milliseconds from the call to the first visible text of this answer;
-    /// `None` when the answer has no visible text.
+    /// Milliseconds from the call to the first visible text of this answer,
+    /// or `None` when the answer has no visible text.
     pub first_token_ms: Option<u64>,
     /// Milliseconds from the call to the end of the answer, retries and
     /// fallback included.

@@ -19,7 +19,7 @@ pub(crate) fn backoff_delay(retry: u32, base: Duration, max: Duration) -> Durati
     rand::rng().random_range(floor..=ceiling)
 }
 
-/// Reads the wait the server asks for: `retry-after-ms` (sent by OpenAI)
+/// Reads the wait the server requests: `retry-after-ms` (sent by OpenAI)
 /// or `Retry-After` as seconds or as an HTTP date.
 pub(crate) fn retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
     if let Some(millis) =

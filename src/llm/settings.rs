@@ -18,7 +18,7 @@ use super::error::LlmError;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LlmSettings {
-    /// Provider label in logs and stored turns; defaults to the host of `base_url`.
+    /// Provider label in logs and stored turns. Defaults to the host of `base_url`.
     pub name: Option<String>,
     /// API root, for example `https://api.deepseek.com` or
     /// `http://127.0.0.1:11434/v1`. A URL without a path gets `/v1` appended.
@@ -40,9 +40,9 @@ pub struct LlmSettings {
     /// Retries after a connection failure, a timeout before the answer
     /// started, a 408, 429 or 5xx status, or a stream that broke off.
     pub max_retries: u32,
-    /// Backoff before the first retry, in milliseconds; it doubles per retry, with jitter.
+    /// Backoff before the first retry, in milliseconds. It doubles per retry, with jitter.
     pub retry_base_delay_ms: u64,
-    /// Longest wait before one retry, in seconds. A `Retry-After` longer than
+    /// Maximum wait before one retry, in seconds. A `Retry-After` longer than
     /// this ends the retries.
     pub retry_max_delay_secs: f64,
     pub temperature: Option<f32>,
@@ -52,7 +52,7 @@ pub struct LlmSettings {
     /// Requests `stream_options.include_usage` so the last chunk reports token
     /// counts. Turned off for the process when the server rejects the field.
     pub stream_usage: bool,
-    /// Model for `/embeddings`; embeddings are off when unset.
+    /// Model for `/embeddings`. Embeddings are off when unset.
     pub embedding_model: Option<String>,
     /// Inputs per `/embeddings` request.
     pub embedding_batch_size: usize,

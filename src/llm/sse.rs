@@ -36,7 +36,7 @@ impl SseParser {
     pub fn push(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
         self.buffer.extend_from_slice(bytes);
         if !self.started {
-            // A UTF-8 byte order mark may open the stream; wait until it can be recognised.
+            // A UTF-8 byte order mark may open the stream, so wait until it can be recognised.
             const BOM: &[u8] = b"\xEF\xBB\xBF";
             if self.buffer.len() < BOM.len() && BOM.starts_with(&self.buffer) {
                 return Vec::new();
@@ -88,7 +88,7 @@ impl SseParser {
             }
             "event" => self.event = Some(value.to_string()),
             // `id` and `retry` only matter for EventSource reconnection, which
-            // an HTTP POST stream cannot use; unknown fields are ignored.
+            // an HTTP POST stream cannot use. Unknown fields are ignored.
             _ => {}
         }
         None

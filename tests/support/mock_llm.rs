@@ -3,7 +3,7 @@
 //! Each request gets the next scripted [`MockResponse`]: a status, headers and
 //! a body sent in pieces, with optional delays (tokio time, so paused-time
 //! tests run instantly), an abrupt connection drop or a stall. Every request
-//! is recorded for assertions. When the script is used up the server answers
+//! is recorded for assertions. When the script is used up the server returns
 //! 500 with the body `mock_llm: no scripted response left`.
 //!
 //! ```ignore
@@ -24,7 +24,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 use serde_json::{Value, json};
 
-/// A running mock server; it stops when dropped.
+/// A running mock server. It stops when dropped.
 pub struct MockLlm {
     address: SocketAddr,
     state: Arc<Mutex<MockState>>,
@@ -81,7 +81,7 @@ impl MockResponse {
         }
     }
 
-    /// A well-formed streamed answer: a role chunk, one content chunk per
+    /// Builds a well-formed streamed answer: a role chunk, one content chunk per
     /// piece, a `stop` chunk, a usage chunk (7 prompt, 3 completion tokens)
     /// and `[DONE]`.
     pub fn chat_stream(pieces: &[&str]) -> Self {
@@ -184,7 +184,7 @@ impl MockResponse {
 /// The `[DONE]` sentinel frame.
 pub const DONE: &str = "data: [DONE]\n\n";
 
-/// An SSE frame with a `chat.completion.chunk` carrying `delta`.
+/// Formats an SSE frame with a `chat.completion.chunk` carrying `delta`.
 pub fn chunk(delta: Value, finish_reason: Option<&str>) -> String {
     let data = json!({
         "id": "chatcmpl-mock",
@@ -208,7 +208,7 @@ pub fn finish_chunk(reason: &str) -> String {
     chunk(json!({}), Some(reason))
 }
 
-/// The final usage chunk that `stream_options.include_usage` asks for.
+/// Formats the final usage chunk that `stream_options.include_usage` requests.
 pub fn usage_chunk(prompt_tokens: u32, completion_tokens: u32) -> String {
     let data = json!({
         "id": "chatcmpl-mock",
@@ -223,7 +223,7 @@ pub fn usage_chunk(prompt_tokens: u32, completion_tokens: u32) -> String {
     format!("data: {data}\n\n")
 }
 
-/// An `/embeddings` response body; `vectors` are listed in reverse order
+/// Builds an `/embeddings` response body. `vectors` are listed in reverse order
 /// (with correct `index` fields) to check that clients sort by index.
 pub fn embeddings_body(vectors: &[Vec<f32>]) -> Value {
     let data: Vec<Value> = vectors
