@@ -555,6 +555,22 @@ async fn stalled_stream_hits_total_timeout() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn stall_after_finish_completes() {
+    let body = format!("{}{}", content_chunk("Done"), finish_chunk("stop"));
+    let server = MockLlm::start(vec![MockResponse::sse(body).stall_at_end()]).await;
+    let started = Instant::now();
+
+    let (result, _) = stream(&client(&settings(&server))).await;
+
+    assert_eq!(result.unwrap().text, "Done");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "waited {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn reasoning_never_shown() {
     let body = [
         reasoning_chunk("The user wants a discount; "),

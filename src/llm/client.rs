@@ -407,13 +407,29 @@ impl Provider {
         let mut decoder = ChatStreamDecoder::default();
         let mut got_event = false;
 
+        let mut finished_at: Option<Instant> = None;
+
         'read: loop {
-            let (limit, timeout) = if got_event {
-                (deadline, TimeoutKind::Total)
-            } else {
-                (first_deadline, first_timeout)
+            if finished_at.is_none() && decoder.finish_reason.is_some() {
+                finished_at = Some(Instant::now());
+            }
+            let (limit, timeout) = match finished_at {
+                // Only the usage chunk and `[DONE]` can follow a finish_reason,
+                // so a server that then hangs must not hold the answer back.
+                Some(finished) => (
+                    (finished + AFTER_FINISH_WAIT).min(deadline),
+                    TimeoutKind::Total,
+                ),
+                None if got_event => (deadline, TimeoutKind::Total),
+                None => (first_deadline, first_timeout),
             };
             let piece = match timeout_at(limit, body.next()).await {
+                Err(_) if finished_at.is_some() => {
+                    debug!(
+                        "LLM stream stayed open after finish_reason; treating the answer as complete"
+                    );
+                    break;
+                }
                 Err(_) => return Err(Failure::retryable(LlmError::Timeout(timeout))),
                 Ok(None) => break,
                 Ok(Some(Err(error))) => {
@@ -532,6 +548,9 @@ impl Provider {
         }
     }
 }
+
+/// Maximum wait for the usage chunk and `[DONE]` after a chunk with a finish_reason.
+const AFTER_FINISH_WAIT: Duration = Duration::from_secs(2);
 
 /// Passes visible text to the caller and notes when the first text arrived.
 struct Emitter<'a> {
