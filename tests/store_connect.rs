@@ -55,23 +55,16 @@ async fn sqlite_creates_file_and_parents() {
 #[tokio::test]
 async fn sqlite_relative_path() {
     let dir = tempfile::tempdir().unwrap();
-    let relative = dir
-        .path()
-        .strip_prefix(std::env::current_dir().unwrap())
-        .map(|p| p.to_path_buf());
-    // The temporary directory is usually outside the working directory, so
-    // build a relative path with `..` steps when needed.
-    let relative = relative.unwrap_or_else(|_| {
-        let depth = std::env::current_dir().unwrap().components().count() - 1;
-        let mut path = std::path::PathBuf::new();
-        for _ in 0..depth {
-            path.push("..");
-        }
-        path.join(dir.path().strip_prefix("/").unwrap())
-    });
-    let path = relative.join("data/maxwin.db");
+    // Tests run in the package directory; climb to `/` and descend into the
+    // temporary directory so the URL path is relative.
+    let depth = std::env::current_dir().unwrap().components().count() - 1;
+    let relative = format!(
+        "{}{}/data/maxwin.db",
+        "../".repeat(depth),
+        dir.path().strip_prefix("/").unwrap().display()
+    );
 
-    let store = store::connect(&format!("sqlite://{}", path.display()))
+    let store = store::connect(&format!("sqlite://{relative}"))
         .await
         .unwrap();
 
@@ -95,7 +88,9 @@ async fn sqlite_unopenable_path_is_error() {
 
     let result = store::connect(&format!("sqlite://{}/maxwin.db", file.display())).await;
 
-    let error = result.err().expect("opened a database under a regular file");
+    let error = result
+        .err()
+        .expect("opened a database under a regular file");
     assert!(error.is_unavailable(), "{error:?}");
 }
 
@@ -128,11 +123,7 @@ async fn postgres_outage_after_connect_is_unavailable() {
         return;
     };
     let mut url = url::Url::parse(&db.url).unwrap();
-    let target = format!(
-        "{}:{}",
-        url.host_str().unwrap(),
-        url.port().unwrap_or(5432)
-    );
+    let target = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
     let (port, proxy) = start_proxy(target).await;
     url.set_port(Some(port)).unwrap();
 
@@ -153,9 +144,17 @@ async fn postgres_outage_after_connect_is_unavailable() {
     for _ in 0..3 {
         last = Some(store.ping().await);
     }
-    let error = last.unwrap().err().expect("ping succeeded with the server gone");
+    let error = last
+        .unwrap()
+        .expect_err("ping succeeded with the server gone");
     assert!(error.is_unavailable(), "{error:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
 
-    assert!(store.claim_event("during-outage").await.unwrap_err().is_unavailable());
+    assert!(
+        store
+            .claim_event("during-outage")
+            .await
+            .unwrap_err()
+            .is_unavailable()
+    );
 }

@@ -271,7 +271,10 @@ async fn conversation_keys_never_mix(db: &TestStore) {
         assert!(ids.contains(&id), "{key:?} got a new id on the second call");
     }
 
-    let absent = store.conversation(&key("chat-1", None, None)).await.unwrap();
+    let absent = store
+        .conversation(&key("chat-1", None, None))
+        .await
+        .unwrap();
     let empty = store
         .conversation(&key("chat-1", Some(""), Some("")))
         .await
@@ -287,7 +290,12 @@ async fn recent_turns_order_and_limit(db: &TestStore) {
 
     for i in 0..5 {
         store
-            .record_turn(&text_turn(conversation.id, user_id, &format!("q{i}"), &format!("a{i}")))
+            .record_turn(&text_turn(
+                conversation.id,
+                user_id,
+                &format!("q{i}"),
+                &format!("a{i}"),
+            ))
             .await
             .unwrap();
     }
@@ -322,7 +330,13 @@ async fn reset_hides_earlier_turns(db: &TestStore) {
         .await
         .unwrap();
     store.reset_conversation(conversation.id).await.unwrap();
-    assert!(store.recent_turns(conversation.id, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .recent_turns(conversation.id, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     store
         .record_turn(&text_turn(conversation.id, user_id, "after", "b"))
@@ -336,12 +350,18 @@ async fn reset_hides_earlier_turns(db: &TestStore) {
     assert!(reloaded.reset_at.is_some());
 
     let missing = store.reset_conversation(i64::MAX).await;
-    assert!(matches!(missing, Err(StoreError::ConversationNotFound(_))), "{missing:?}");
+    assert!(
+        matches!(missing, Err(StoreError::ConversationNotFound(_))),
+        "{missing:?}"
+    );
 }
 
 async fn record_turn_odd_text(db: &TestStore) {
     let store = &db.store;
-    let conversation = store.conversation(&key("c\0hat", Some("t\0"), None)).await.unwrap();
+    let conversation = store
+        .conversation(&key("c\0hat", Some("t\0"), None))
+        .await
+        .unwrap();
     let user_id = store
         .upsert_user(&UserRef {
             display_name: Some("名字\0\u{202E}".into()),
@@ -392,7 +412,10 @@ async fn record_turn_odd_text(db: &TestStore) {
     assert_eq!(turns[0].reply_text, big);
     assert_eq!(turns[0].reply_kind, ReplyKind::Card);
     assert_eq!(turns[0].user_id, "u\u{FFFD}");
-    assert_eq!(turns[0].display_name.as_deref(), Some("名字\u{FFFD}\u{202E}"));
+    assert_eq!(
+        turns[0].display_name.as_deref(),
+        Some("名字\u{FFFD}\u{202E}")
+    );
     assert_eq!(turns[1].user_text, big);
     assert_eq!(turns[1].reply_text, cleaned);
     assert_eq!(turns[1].reply_kind, ReplyKind::Error);
@@ -414,8 +437,18 @@ async fn feedback_on_delivered_answer(db: &TestStore) {
         .await
         .unwrap();
 
-    assert!(store.record_feedback(&feedback("chat-1", "42", "press-1")).await.unwrap());
-    assert!(!store.record_feedback(&feedback("chat-1", "42", "press-1")).await.unwrap());
+    assert!(
+        store
+            .record_feedback(&feedback("chat-1", "42", "press-1"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .record_feedback(&feedback("chat-1", "42", "press-1"))
+            .await
+            .unwrap()
+    );
 
     let comment = Feedback {
         rating: None,
@@ -433,11 +466,21 @@ async fn feedback_unknown_message(db: &TestStore) {
         .await
         .unwrap();
 
-    assert!(!store.record_feedback(&feedback("chat-1", "999", "p1")).await.unwrap());
+    assert!(
+        !store
+            .record_feedback(&feedback("chat-1", "999", "p1"))
+            .await
+            .unwrap()
+    );
 
     // Telegram numbers messages per chat, so message 42 in another chat is a
     // different message.
-    assert!(!store.record_feedback(&feedback("chat-2", "42", "p2")).await.unwrap());
+    assert!(
+        !store
+            .record_feedback(&feedback("chat-2", "42", "p2"))
+            .await
+            .unwrap()
+    );
 
     let other_tenant = Feedback {
         tenant: "bot-2".into(),
@@ -451,14 +494,20 @@ async fn link_delivery_unknown_answer(db: &TestStore) {
         .store
         .link_delivery(i64::MAX, Platform::Telegram, "bot-1", "42")
         .await;
-    assert!(matches!(result, Err(StoreError::AnswerNotFound(_))), "{result:?}");
+    assert!(
+        matches!(result, Err(StoreError::AnswerNotFound(_))),
+        "{result:?}"
+    );
 }
 
 async fn set_lang_persisted(db: &TestStore) {
     let conversation = db.store.conversation(&key("c", None, None)).await.unwrap();
     assert_eq!(conversation.lang, None);
 
-    db.store.set_lang(conversation.id, Some(Lang::En)).await.unwrap();
+    db.store
+        .set_lang(conversation.id, Some(Lang::En))
+        .await
+        .unwrap();
     let reopened = db.reconnect().await;
     let reloaded = reopened.conversation(&key("c", None, None)).await.unwrap();
     assert_eq!(reloaded.id, conversation.id);
@@ -469,7 +518,10 @@ async fn set_lang_persisted(db: &TestStore) {
     assert_eq!(cleared.lang, None);
 
     let missing = db.store.set_lang(i64::MAX, Some(Lang::Zh)).await;
-    assert!(matches!(missing, Err(StoreError::ConversationNotFound(_))), "{missing:?}");
+    assert!(
+        matches!(missing, Err(StoreError::ConversationNotFound(_))),
+        "{missing:?}"
+    );
 }
 
 async fn ping_succeeds(db: &TestStore) {

@@ -201,9 +201,9 @@ pub async fn connect_with(
 
     match scheme {
         "sqlite" => Ok(Arc::new(sqlite::SqliteStore::connect(url, options).await?)),
-        "postgres" | "postgresql" => {
-            Ok(Arc::new(postgres::PostgresStore::connect(url, options).await?))
-        }
+        "postgres" | "postgresql" => Ok(Arc::new(
+            postgres::PostgresStore::connect(url, options).await?,
+        )),
         // The URL may carry a password, so the message names only the scheme.
         _ => Err(StoreError::InvalidUrl(format!(
             "unsupported scheme `{scheme}`; expected sqlite://, postgres:// or postgresql://"

@@ -5,17 +5,19 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use maxwin_channel::{Feedback, Lang, Platform};
+use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::Row;
 
 use super::values::{
     card_json, clean_opt, clean_text, ids_json, key_part, limit_i64, parse_lang, parse_reply_kind,
     rating_str, to_i64,
 };
-use super::{ConnectOptions, Conversation, ConversationKey, NewTurn, Store, StoreError, Turn, UserRef};
+use super::{
+    ConnectOptions, Conversation, ConversationKey, NewTurn, Store, StoreError, Turn, UserRef,
+};
 
 /// The text form of every stored time: fixed width, UTC, so text order is time order.
 const TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6fZ";
@@ -242,7 +244,10 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
 
-        let mut turns = rows.iter().map(turn_from_row).collect::<Result<Vec<_>, _>>()?;
+        let mut turns = rows
+            .iter()
+            .map(turn_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         turns.reverse();
         Ok(turns)
     }

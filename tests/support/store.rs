@@ -1,6 +1,9 @@
 //! Fresh databases for store tests: a SQLite file in a temporary directory, or
 //! a PostgreSQL database with a random name on the server in `TEST_DATABASE_URL`.
 
+// Each test binary includes this file and uses only some of it.
+#![allow(dead_code)]
+
 use std::sync::Arc;
 
 use maxwin_coach::store::{self, Store};
@@ -19,7 +22,7 @@ pub struct TestStore {
 }
 
 enum Cleanup {
-    Sqlite(#[allow(dead_code)] TempDir),
+    Sqlite(TempDir),
     Postgres { admin_url: String, name: String },
 }
 
@@ -27,8 +30,13 @@ impl TestStore {
     /// Creates a store on a new SQLite file.
     pub async fn sqlite() -> TestStore {
         let dir = tempfile::tempdir().expect("failed to create a temporary directory");
-        let url = format!("sqlite://{}", dir.path().join("nested/dir/test.db").display());
-        let store = store::connect(&url).await.expect("failed to open SQLite store");
+        let url = format!(
+            "sqlite://{}",
+            dir.path().join("nested/dir/test.db").display()
+        );
+        let store = store::connect(&url)
+            .await
+            .expect("failed to open SQLite store");
         TestStore {
             store,
             url,
@@ -57,7 +65,9 @@ impl TestStore {
         let mut url = url::Url::parse(&admin_url).expect("TEST_DATABASE_URL is not a URL");
         url.set_path(&name);
         let url = url.to_string();
-        let store = store::connect(&url).await.expect("failed to open PostgreSQL store");
+        let store = store::connect(&url)
+            .await
+            .expect("failed to open PostgreSQL store");
         Some(TestStore {
             store,
             url,
@@ -67,7 +77,9 @@ impl TestStore {
 
     /// Opens a second store on the same database, running the migrations again.
     pub async fn reconnect(&self) -> Arc<dyn Store> {
-        store::connect(&self.url).await.expect("failed to reopen the store")
+        store::connect(&self.url)
+            .await
+            .expect("failed to reopen the store")
     }
 }
 
