@@ -135,7 +135,7 @@ async fn postgres_outage_after_connect_is_unavailable() {
     store.ping().await.unwrap();
 
     // Aborting the proxy closes its listener and drops every forwarded
-    // connection, which the pool sees as the server going away.
+    // connection, so the pool's next query fails as if the server had stopped.
     proxy.abort();
     let _ = proxy.await;
 

@@ -40,7 +40,7 @@ pub trait Store: Send + Sync {
     /// committed before this returns.
     async fn claim_event(&self, key: &str) -> Result<bool, StoreError>;
 
-    /// Deletes dedupe keys recorded before `older_than` and returns how many went.
+    /// Deletes dedupe keys recorded before `older_than` and returns the number deleted.
     async fn prune_events(&self, older_than: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// Inserts or updates a platform user and returns its database id.
@@ -53,10 +53,10 @@ pub trait Store: Send + Sync {
     /// Concurrent calls with the same key return the same row.
     async fn conversation(&self, key: &ConversationKey) -> Result<Conversation, StoreError>;
 
-    /// Sets the reply language of a conversation; `None` returns to detection per message.
+    /// Sets the reply language of a conversation. `None` clears it.
     async fn set_lang(&self, conversation_id: i64, lang: Option<Lang>) -> Result<(), StoreError>;
 
-    /// Hides the turns recorded so far from [`Store::recent_turns`]; the rows are kept.
+    /// Hides the turns recorded so far from [`Store::recent_turns`]. The rows are kept.
     async fn reset_conversation(&self, conversation_id: i64) -> Result<(), StoreError>;
 
     /// Returns up to `limit` of the latest turns since the last reset, oldest first.
@@ -79,7 +79,7 @@ pub trait Store: Send + Sync {
         platform_message_id: &str,
     ) -> Result<(), StoreError>;
 
-    /// Stores a rating or comment; returns false when the rated message is not
+    /// Stores a rating or comment. Returns false when the rated message is not
     /// a delivered answer or the feedback event was stored before.
     ///
     /// The answer is looked up by platform, tenant, `feedback.conversation` and
@@ -87,7 +87,7 @@ pub trait Store: Send + Sync {
     /// [`ConversationKey::chat`] had.
     async fn record_feedback(&self, feedback: &Feedback) -> Result<bool, StoreError>;
 
-    /// Checks that the database answers a trivial query, for readiness probes.
+    /// Runs `SELECT 1` to check that the database is reachable, for readiness probes.
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
@@ -114,7 +114,7 @@ pub struct ConversationKey {
     pub chat: String,
     /// The thread or forum topic inside the chat, if any.
     pub thread: Option<String>,
-    /// The user in a direct chat; `None` in a group, where the members share history.
+    /// The user in a direct chat, or `None` in a group, where the members share history.
     pub user: Option<String>,
 }
 

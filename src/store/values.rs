@@ -25,7 +25,7 @@ pub(super) fn clean_opt(text: Option<&str>) -> Option<String> {
     text.map(|t| clean_text(t).into_owned())
 }
 
-/// Returns the card of a reply as JSON with NUL removed from every string,
+/// Returns the card of a reply as JSON with NUL replaced in every string,
 /// or `None` for a text reply.
 pub(super) fn card_json(reply: &Reply) -> Result<Option<Value>, StoreError> {
     let Reply::Card(card) = reply else {
@@ -38,7 +38,7 @@ pub(super) fn card_json(reply: &Reply) -> Result<Option<Value>, StoreError> {
     Ok(Some(value))
 }
 
-/// Returns the retrieved document ids as a JSON array with NUL removed.
+/// Returns the retrieved document ids as a JSON array with NUL replaced.
 pub(super) fn ids_json(ids: &[String]) -> Value {
     Value::Array(
         ids.iter()
