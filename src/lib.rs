@@ -10,6 +10,7 @@
 //! - [`server`] hosts the platform adapters behind the router, plus health and metrics.
 //! - [`cli`] is the `maxwin` command line.
 
+pub mod app;
 pub mod cli;
 pub mod coach;
 pub mod config;
