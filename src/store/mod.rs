@@ -105,7 +105,7 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError>;
 
     /// Returns every active subscription, oldest first. The scheduler decides
-    /// which are due, because only it knows the time zone rules.
+    /// which are due, because it owns the time zone rules.
     async fn active_subscriptions(&self) -> Result<Vec<Subscription>, StoreError>;
 
     /// Records the tip for one local date and returns true for the first
@@ -195,7 +195,7 @@ pub struct NewTurn {
 /// A daily-tip subscription to create or update.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewSubscription {
-    /// Where the tips go; one subscription per key.
+    /// The conversation that receives the tips. A key has at most one subscription.
     pub key: ConversationKey,
     /// The wall-clock time of the tip in `time_zone`, stored to the minute.
     pub local_time: NaiveTime,
