@@ -10,11 +10,11 @@ mod store_support;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use chrono::{Duration as ChronoDuration, Utc};
+use chrono::{Duration as ChronoDuration, NaiveDate, NaiveTime, Utc};
 use maxwin_channel::{
     Card, CardOrigin, Feedback, Lang, Platform, Rating, Reply, ReplyKind, SourceRef,
 };
-use maxwin_coach::store::{ConversationKey, NewTurn, Store, StoreError, UserRef};
+use maxwin_coach::store::{ConversationKey, NewSubscription, NewTurn, Store, StoreError, UserRef};
 use store_support::TestStore;
 
 /// Instantiates each scenario once per backend, on a multi-threaded runtime so
@@ -61,6 +61,8 @@ scenarios!(
     link_delivery_unknown_answer,
     set_lang_persisted,
     ping_succeeds,
+    subscription_upsert_and_stop,
+    tip_delivery_claimed_once,
 );
 
 fn key(chat: &str, thread: Option<&str>, user: Option<&str>) -> ConversationKey {
@@ -526,4 +528,106 @@ async fn set_lang_persisted(db: &TestStore) {
 
 async fn ping_succeeds(db: &TestStore) {
     db.store.ping().await.unwrap();
+}
+
+fn subscription(chat: &str, user: Option<&str>, hour: u32) -> NewSubscription {
+    NewSubscription {
+        key: key(chat, None, user),
+        local_time: NaiveTime::from_hms_opt(hour, 30, 0).unwrap(),
+        time_zone: "Asia/Shanghai".into(),
+        lang: Lang::Zh,
+    }
+}
+
+async fn subscription_upsert_and_stop(db: &TestStore) {
+    let store = &db.store;
+    let first = store
+        .upsert_subscription(&subscription("group-1", None, 9))
+        .await
+        .unwrap();
+    assert!(first.active);
+    assert_eq!(first.key, key("group-1", None, None));
+    assert_eq!(first.local_time, NaiveTime::from_hms_opt(9, 30, 0).unwrap());
+    assert_eq!(first.time_zone, "Asia/Shanghai");
+
+    let direct = store
+        .upsert_subscription(&subscription("u1", Some("u1"), 8))
+        .await
+        .unwrap();
+    assert_ne!(direct.id, first.id);
+    assert_eq!(direct.key.user.as_deref(), Some("u1"));
+
+    let changed = NewSubscription {
+        time_zone: "Europe/Berlin".into(),
+        lang: Lang::En,
+        ..subscription("group-1", None, 18)
+    };
+    let updated = store.upsert_subscription(&changed).await.unwrap();
+    assert_eq!(updated.id, first.id);
+    assert_eq!(
+        updated.local_time,
+        NaiveTime::from_hms_opt(18, 30, 0).unwrap()
+    );
+    assert_eq!(updated.time_zone, "Europe/Berlin");
+    assert_eq!(updated.lang, Lang::En);
+
+    store
+        .set_subscription_active(first.id, false)
+        .await
+        .unwrap();
+    let active = store.active_subscriptions().await.unwrap();
+    let ids: Vec<_> = active.iter().map(|s| s.id).collect();
+    assert_eq!(ids, [direct.id]);
+
+    let restarted = store.upsert_subscription(&changed).await.unwrap();
+    assert!(restarted.active);
+    assert_eq!(store.active_subscriptions().await.unwrap().len(), 2);
+
+    let missing = store.set_subscription_active(i64::MAX, true).await;
+    assert!(
+        matches!(missing, Err(StoreError::SubscriptionNotFound(_))),
+        "{missing:?}"
+    );
+}
+
+async fn tip_delivery_claimed_once(db: &TestStore) {
+    let sub = db
+        .store
+        .upsert_subscription(&subscription("group-1", None, 9))
+        .await
+        .unwrap();
+    let day = NaiveDate::from_ymd_opt(2025, 3, 1).unwrap();
+
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = db.store.clone();
+            tokio::spawn(async move {
+                store
+                    .claim_tip_delivery(sub.id, day, "tip-1")
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for task in tasks {
+        if task.await.unwrap() {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1);
+
+    let next_day = day.succ_opt().unwrap();
+    assert!(
+        db.store
+            .claim_tip_delivery(sub.id, next_day, "tip-2")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.store
+            .claim_tip_delivery(sub.id, next_day, "tip-3")
+            .await
+            .unwrap()
+    );
 }

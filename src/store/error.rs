@@ -29,6 +29,10 @@ pub enum StoreError {
     #[error("conversation {0} not found")]
     ConversationNotFound(i64),
 
+    /// The subscription id does not exist.
+    #[error("subscription {0} not found")]
+    SubscriptionNotFound(i64),
+
     /// The answer id does not exist.
     #[error("answer {0} not found")]
     AnswerNotFound(i64),

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use maxwin_channel::{Feedback, Lang, Platform, Reply, ReplyKind};
 
 pub use error::StoreError;
@@ -89,6 +89,33 @@ pub trait Store: Send + Sync {
 
     /// Runs `SELECT 1` to check that the database is reachable, for readiness probes.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Creates or updates the daily-tip subscription of `subscription.key`
+    /// and returns it, active.
+    async fn upsert_subscription(
+        &self,
+        subscription: &NewSubscription,
+    ) -> Result<Subscription, StoreError>;
+
+    /// Stops or restarts a subscription.
+    async fn set_subscription_active(
+        &self,
+        subscription_id: i64,
+        active: bool,
+    ) -> Result<(), StoreError>;
+
+    /// Returns every active subscription, oldest first. The scheduler decides
+    /// which are due, because it owns the time zone rules.
+    async fn active_subscriptions(&self) -> Result<Vec<Subscription>, StoreError>;
+
+    /// Records the tip for one local date and returns true for the first
+    /// claim of that subscription and date, so that replicas send it once.
+    async fn claim_tip_delivery(
+        &self,
+        subscription_id: i64,
+        local_date: NaiveDate,
+        tip_id: &str,
+    ) -> Result<bool, StoreError>;
 }
 
 /// A platform user as the adapters report it.
@@ -163,6 +190,29 @@ pub struct NewTurn {
     pub complete: bool,
     /// The platform message id of the question.
     pub inbound_message_id: Option<String>,
+}
+
+/// A daily-tip subscription to create or update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSubscription {
+    /// The conversation that receives the tips. A key has at most one subscription.
+    pub key: ConversationKey,
+    /// The wall-clock time of the tip in `time_zone`, stored to the minute.
+    pub local_time: NaiveTime,
+    /// An IANA time zone name such as `Asia/Shanghai`, validated by the caller.
+    pub time_zone: String,
+    pub lang: Lang,
+}
+
+/// A stored daily-tip subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub id: i64,
+    pub key: ConversationKey,
+    pub local_time: NaiveTime,
+    pub time_zone: String,
+    pub lang: Lang,
+    pub active: bool,
 }
 
 /// Connection settings that apply to both backends.

@@ -3,17 +3,18 @@
 use std::str::FromStr;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use maxwin_channel::{Feedback, Lang, Platform};
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 
 use super::values::{
-    card_json, clean_opt, clean_text, ids_json, key_part, limit_i64, parse_lang, parse_reply_kind,
-    rating_str, to_i64,
+    card_json, clean_opt, clean_text, format_local_time, ids_json, key_part, key_part_opt,
+    limit_i64, parse_lang, parse_local_time, parse_platform, parse_reply_kind, rating_str, to_i64,
 };
 use super::{
-    ConnectOptions, Conversation, ConversationKey, NewTurn, Store, StoreError, Turn, UserRef,
+    ConnectOptions, Conversation, ConversationKey, NewSubscription, NewTurn, Store, StoreError,
+    Subscription, Turn, UserRef,
 };
 
 /// A [`Store`] on a PostgreSQL database, through a connection pool.
@@ -57,6 +58,26 @@ fn turn_from_row(row: &PgRow) -> Result<Turn, StoreError> {
         reply_kind: parse_reply_kind(&kind)?,
         reply_text: row.try_get("reply_text")?,
         created_at: row.try_get("created_at")?,
+    })
+}
+
+fn subscription_from_row(row: &PgRow) -> Result<Subscription, StoreError> {
+    let platform: String = row.try_get("platform")?;
+    let local_time: String = row.try_get("local_time")?;
+    let lang: String = row.try_get("lang")?;
+    Ok(Subscription {
+        id: row.try_get("id")?,
+        key: ConversationKey {
+            platform: parse_platform(&platform)?,
+            tenant: row.try_get("tenant")?,
+            chat: row.try_get("chat")?,
+            thread: key_part_opt(row.try_get("thread")?),
+            user: key_part_opt(row.try_get("direct_user")?),
+        },
+        local_time: parse_local_time(&local_time)?,
+        time_zone: row.try_get("time_zone")?,
+        lang: parse_lang(Some(&lang))?.unwrap_or_default(),
+        active: row.try_get("active")?,
     })
 }
 
@@ -310,5 +331,81 @@ impl Store for PostgresStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn upsert_subscription(
+        &self,
+        subscription: &NewSubscription,
+    ) -> Result<Subscription, StoreError> {
+        let key = &subscription.key;
+        let row = sqlx::query(
+            "INSERT INTO subscriptions (platform, tenant, chat, thread, direct_user, local_time,
+                                        time_zone, lang, active, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, TRUE, $9, $9)
+             ON CONFLICT (platform, tenant, chat, thread, direct_user) DO UPDATE SET
+                 local_time = excluded.local_time,
+                 time_zone = excluded.time_zone,
+                 lang = excluded.lang,
+                 active = TRUE,
+                 updated_at = excluded.updated_at
+             RETURNING id, platform, tenant, chat, thread, direct_user, local_time, time_zone, lang, active",
+        )
+        .bind(key.platform.as_str())
+        .bind(clean_text(&key.tenant))
+        .bind(clean_text(&key.chat))
+        .bind(key_part(key.thread.as_deref()))
+        .bind(key_part(key.user.as_deref()))
+        .bind(format_local_time(subscription.local_time))
+        .bind(clean_text(&subscription.time_zone))
+        .bind(subscription.lang.code())
+        .bind(Utc::now())
+        .fetch_one(&self.pool)
+        .await?;
+        subscription_from_row(&row)
+    }
+
+    async fn set_subscription_active(
+        &self,
+        subscription_id: i64,
+        active: bool,
+    ) -> Result<(), StoreError> {
+        let result =
+            sqlx::query("UPDATE subscriptions SET active = $1, updated_at = $2 WHERE id = $3")
+                .bind(active)
+                .bind(Utc::now())
+                .bind(subscription_id)
+                .execute(&self.pool)
+                .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::SubscriptionNotFound(subscription_id));
+        }
+        Ok(())
+    }
+
+    async fn active_subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
+        let rows = sqlx::query("SELECT id, platform, tenant, chat, thread, direct_user, local_time, time_zone, lang, active FROM subscriptions WHERE active ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(subscription_from_row).collect()
+    }
+
+    async fn claim_tip_delivery(
+        &self,
+        subscription_id: i64,
+        local_date: NaiveDate,
+        tip_id: &str,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO tip_deliveries (subscription_id, local_date, tip_id, created_at)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (subscription_id, local_date) DO NOTHING",
+        )
+        .bind(subscription_id)
+        .bind(local_date)
+        .bind(clean_text(tip_id))
+        .bind(Utc::now())
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
     }
 }

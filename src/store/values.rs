@@ -2,7 +2,8 @@
 
 use std::borrow::Cow;
 
-use maxwin_channel::{Lang, Rating, Reply, ReplyKind};
+use chrono::NaiveTime;
+use maxwin_channel::{Lang, Platform, Rating, Reply, ReplyKind};
 use serde_json::Value;
 
 use super::StoreError;
@@ -86,6 +87,39 @@ pub(super) fn parse_lang(value: Option<&str>) -> Result<Option<Lang>, StoreError
             .map(Some)
             .ok_or_else(|| StoreError::InvalidData(format!("unknown language code `{code}`"))),
     }
+}
+
+/// Parses a stored platform name, written by [`Platform::as_str`].
+pub(super) fn parse_platform(value: &str) -> Result<Platform, StoreError> {
+    let platform = match value {
+        "console" => Platform::Console,
+        "telegram" => Platform::Telegram,
+        "slack" => Platform::Slack,
+        "wecom" => Platform::Wecom,
+        other => {
+            return Err(StoreError::InvalidData(format!(
+                "unknown platform `{other}`"
+            )));
+        }
+    };
+    Ok(platform)
+}
+
+/// The text form of a subscription's local time.
+const LOCAL_TIME_FORMAT: &str = "%H:%M";
+
+pub(super) fn format_local_time(time: NaiveTime) -> String {
+    time.format(LOCAL_TIME_FORMAT).to_string()
+}
+
+pub(super) fn parse_local_time(value: &str) -> Result<NaiveTime, StoreError> {
+    NaiveTime::parse_from_str(value, LOCAL_TIME_FORMAT)
+        .map_err(|e| StoreError::InvalidData(format!("invalid local time `{value}`: {e}")))
+}
+
+/// Decodes an optional key part stored as '' when absent.
+pub(super) fn key_part_opt(part: String) -> Option<String> {
+    (!part.is_empty()).then_some(part)
 }
 
 pub(super) fn rating_str(rating: Option<Rating>) -> Option<&'static str> {
