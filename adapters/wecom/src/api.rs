@@ -127,7 +127,11 @@ where
         match call().await {
             Err(error) if error.errcode() == Some(ERRCODE_BUSY) && attempt < BUSY_RETRIES => {
                 attempt += 1;
-                tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, "WeCom API busy, retrying");
+                tracing::warn!(
+                    attempt,
+                    delay_ms = delay.as_millis() as u64,
+                    "WeCom API busy, retrying"
+                );
                 tokio::time::sleep(delay).await;
                 delay *= 2;
             }
@@ -233,7 +237,13 @@ pub struct AppApi {
 }
 
 impl AppApi {
-    pub fn new(api_base: &str, corp_id: &str, agent_id: i64, secret: &Secret, http_timeout_secs: u64) -> Self {
+    pub fn new(
+        api_base: &str,
+        corp_id: &str,
+        agent_id: i64,
+        secret: &Secret,
+        http_timeout_secs: u64,
+    ) -> Self {
         let http = http_client(http_timeout_secs);
         AppApi {
             tokens: AccessTokenCache::new(http.clone(), api_base, corp_id, secret),
@@ -249,7 +259,12 @@ impl AppApi {
 
     /// Sends one message to one member. `content` is the message object for
     /// `msgtype`, e.g. `{"content": "…"}` for text and markdown.
-    pub async fn send(&self, to_user: &str, msgtype: &str, content: Value) -> Result<SentMessage, ApiError> {
+    pub async fn send(
+        &self,
+        to_user: &str,
+        msgtype: &str,
+        content: Value,
+    ) -> Result<SentMessage, ApiError> {
         let mut body = serde_json::json!({
             "touser": to_user,
             "msgtype": msgtype,
@@ -288,9 +303,15 @@ impl AppApi {
             match check(&value) {
                 Ok(()) => return Ok(value),
                 Err(error)
-                    if !refetched && error.errcode().is_some_and(|code| TOKEN_ERRCODES.contains(&code)) =>
+                    if !refetched
+                        && error
+                            .errcode()
+                            .is_some_and(|code| TOKEN_ERRCODES.contains(&code)) =>
                 {
-                    tracing::warn!(errcode = error.errcode(), "WeCom access token rejected, refetching");
+                    tracing::warn!(
+                        errcode = error.errcode(),
+                        "WeCom access token rejected, refetching"
+                    );
                     self.tokens.invalidate(&token).await;
                     refetched = true;
                 }

@@ -168,7 +168,10 @@ impl AppState {
 }
 
 /// Builds the axum routes of the app callback (GET verification and POST messages).
-pub fn app_router(settings: &AppSettings, handler: Arc<dyn Handler>) -> Result<Router, ConfigError> {
+pub fn app_router(
+    settings: &AppSettings,
+    handler: Arc<dyn Handler>,
+) -> Result<Router, ConfigError> {
     let state = Arc::new(AppState::new(settings, handler)?);
     Ok(Router::new()
         .route(&settings.path, get(verify_url).post(receive))
@@ -181,10 +184,12 @@ async fn verify_url(State(state): State<Arc<AppState>>, RawQuery(raw): RawQuery)
     let Some(echostr) = query.echostr.as_deref() else {
         return (StatusCode::BAD_REQUEST, "").into_response();
     };
-    match state
-        .crypto
-        .open(&query.msg_signature, &query.timestamp, &query.nonce, echostr)
-    {
+    match state.crypto.open(
+        &query.msg_signature,
+        &query.timestamp,
+        &query.nonce,
+        echostr,
+    ) {
         Ok(plain) => (StatusCode::OK, plain).into_response(),
         Err(error) => {
             tracing::warn!(%error, "WeCom app URL verification failed");
@@ -205,7 +210,11 @@ fn ack() -> Response {
     StatusCode::OK.into_response()
 }
 
-async fn receive(State(state): State<Arc<AppState>>, RawQuery(raw): RawQuery, body: Bytes) -> Response {
+async fn receive(
+    State(state): State<Arc<AppState>>,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Response {
     let query = CallbackQuery::parse(raw.as_deref());
     let body = String::from_utf8_lossy(&body);
     let envelope = match parse_envelope(&body) {
@@ -265,8 +274,16 @@ fn to_inbound(settings: &AppSettings, message: &crate::xml::AppMessageXml) -> Op
     if message.msg_type.as_deref().map(str::trim) != Some("text") {
         return None;
     }
-    let msg_id = message.msg_id.as_deref().map(str::trim).filter(|id| !id.is_empty())?;
-    let text = message.content.as_deref().map(str::trim).filter(|text| !text.is_empty())?;
+    let msg_id = message
+        .msg_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|id| !id.is_empty())?;
+    let text = message
+        .content
+        .as_deref()
+        .map(str::trim)
+        .filter(|text| !text.is_empty())?;
     let user = message
         .from_user_name
         .as_deref()
@@ -309,7 +326,11 @@ impl WecomAppSink {
         self.pacer.acquire(&self.to_user).await;
         let sent = self
             .api
-            .send(&self.to_user, msgtype, serde_json::json!({ "content": content }))
+            .send(
+                &self.to_user,
+                msgtype,
+                serde_json::json!({ "content": content }),
+            )
             .await?;
         Ok(sent.msgid)
     }
@@ -327,7 +348,8 @@ impl ReplySink for WecomAppSink {
 
     async fn start(&mut self) -> Result<(), SinkError> {
         if self.thinking_notice {
-            self.send("text", "正在思考… / Thinking…".to_string()).await?;
+            self.send("text", "正在思考… / Thinking…".to_string())
+                .await?;
         }
         Ok(())
     }

@@ -38,7 +38,8 @@ pub const STREAM_WINDOW: Duration = Duration::from_secs(5 * 60 + 30);
 const STREAM_TTL: Duration = Duration::from_secs(15 * 60);
 
 const CONTINUED_NOTE: &str = "\n\n……（未完，见下一条 / continued in the next message）";
-const CUT_OFF_NOTE: &str = "\n\n……（回答较长，完整内容见下一条 / the full answer follows in the next message）";
+const CUT_OFF_NOTE: &str =
+    "\n\n……（回答较长，完整内容见下一条 / the full answer follows in the next message）";
 
 /// Settings of the AI robot, config section `[wecom.bot]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -114,7 +115,9 @@ impl StreamStore {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, StreamState>> {
-        self.streams.lock().unwrap_or_else(|poison| poison.into_inner())
+        self.streams
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     /// Returns the stream id for `message_id`, opening a stream when it is new.
@@ -184,7 +187,10 @@ pub struct BotState {
 }
 
 /// Builds the axum route of the AI robot callback URL.
-pub fn bot_router(settings: &BotSettings, handler: Arc<dyn Handler>) -> Result<Router, ConfigError> {
+pub fn bot_router(
+    settings: &BotSettings,
+    handler: Arc<dyn Handler>,
+) -> Result<Router, ConfigError> {
     let (router, _) = bot_router_with_store(settings, handler)?;
     Ok(router)
 }
@@ -198,12 +204,13 @@ pub fn bot_router_with_store(
         return Err(ConfigError::Missing("wecom.bot.token"));
     }
     // The AI robot's receive id is the empty string.
-    let crypto = WecomCrypto::new(&settings.token, &settings.encoding_aes_key, "").map_err(|source| {
-        ConfigError::Invalid {
-            key: "wecom.bot.encoding_aes_key",
-            source,
-        }
-    })?;
+    let crypto =
+        WecomCrypto::new(&settings.token, &settings.encoding_aes_key, "").map_err(|source| {
+            ConfigError::Invalid {
+                key: "wecom.bot.encoding_aes_key",
+                source,
+            }
+        })?;
     let streams = StreamStore::new();
     let state = Arc::new(BotState {
         crypto,
@@ -231,10 +238,12 @@ async fn verify_url(State(state): State<Arc<BotState>>, RawQuery(raw): RawQuery)
     let Some(echostr) = query.echostr.as_deref() else {
         return StatusCode::BAD_REQUEST.into_response();
     };
-    match state
-        .crypto
-        .open(&query.msg_signature, &query.timestamp, &query.nonce, echostr)
-    {
+    match state.crypto.open(
+        &query.msg_signature,
+        &query.timestamp,
+        &query.nonce,
+        echostr,
+    ) {
         Ok(plain) => (StatusCode::OK, plain).into_response(),
         Err(error) => {
             tracing::warn!(%error, "WeCom AI robot URL verification failed");
@@ -243,19 +252,30 @@ async fn verify_url(State(state): State<Arc<BotState>>, RawQuery(raw): RawQuery)
     }
 }
 
-async fn receive(State(state): State<Arc<BotState>>, RawQuery(raw): RawQuery, body: Bytes) -> Response {
+async fn receive(
+    State(state): State<Arc<BotState>>,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Response {
     let query = CallbackQuery::parse(raw.as_deref());
     let Some(encrypt) = serde_json::from_slice::<Value>(&body)
         .ok()
-        .and_then(|value| value.get("encrypt").and_then(Value::as_str).map(str::to_string))
+        .and_then(|value| {
+            value
+                .get("encrypt")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
     else {
         tracing::warn!("WeCom AI robot callback without an encrypt field");
         return StatusCode::BAD_REQUEST.into_response();
     };
-    let plain = match state
-        .crypto
-        .open(&query.msg_signature, &query.timestamp, &query.nonce, &encrypt)
-    {
+    let plain = match state.crypto.open(
+        &query.msg_signature,
+        &query.timestamp,
+        &query.nonce,
+        &encrypt,
+    ) {
         Ok(plain) => plain,
         Err(error) => {
             tracing::warn!(%error, "WeCom AI robot callback rejected");
@@ -263,7 +283,9 @@ async fn receive(State(state): State<Arc<BotState>>, RawQuery(raw): RawQuery, bo
         }
     };
     let Ok(payload) = serde_json::from_str::<Value>(&plain) else {
-        tracing::warn!("signed WeCom AI robot callback has unparsable JSON; acknowledged and dropped");
+        tracing::warn!(
+            "signed WeCom AI robot callback has unparsable JSON; acknowledged and dropped"
+        );
         return StatusCode::OK.into_response();
     };
 
@@ -287,11 +309,11 @@ async fn handle_payload(state: &BotState, payload: &Value) -> Result<Option<Valu
             }))
         }
         "event" => {
-            if let Some(feedback) = parse_feedback(payload) {
-                if let Err(error) = state.handler.feedback(feedback).await {
-                    tracing::error!(%error, "could not store WeCom AI robot feedback");
-                    return Err(StatusCode::SERVICE_UNAVAILABLE);
-                }
+            if let Some(feedback) = parse_feedback(payload)
+                && let Err(error) = state.handler.feedback(feedback).await
+            {
+                tracing::error!(%error, "could not store WeCom AI robot feedback");
+                return Err(StatusCode::SERVICE_UNAVAILABLE);
             }
             Ok(None)
         }
@@ -449,12 +471,20 @@ pub fn parse_feedback(payload: &Value) -> Option<Feedback> {
     Some(Feedback {
         platform: Platform::Wecom,
         tenant: format!("aibot:{}", str_at(payload, &["aibotid"]).trim()),
-        conversation: if chat.is_empty() { user.clone() } else { chat.to_string() },
+        conversation: if chat.is_empty() {
+            user.clone()
+        } else {
+            chat.to_string()
+        },
         user,
         answer_message_id: answer.to_string(),
         rating,
         comment,
-        event_id: if msgid.is_empty() { format!("feedback:{answer}") } else { msgid.to_string() },
+        event_id: if msgid.is_empty() {
+            format!("feedback:{answer}")
+        } else {
+            msgid.to_string()
+        },
         received_at: chrono::Utc::now(),
     })
 }
@@ -472,7 +502,12 @@ pub struct WecomBotSink {
 }
 
 impl WecomBotSink {
-    pub fn callback(streams: Arc<StreamStore>, stream_id: String, response_url: String, http: reqwest::Client) -> Self {
+    pub fn callback(
+        streams: Arc<StreamStore>,
+        stream_id: String,
+        response_url: String,
+        http: reqwest::Client,
+    ) -> Self {
         WecomBotSink {
             streams,
             stream_id,
@@ -483,7 +518,9 @@ impl WecomBotSink {
 
     async fn follow_up(&self, markdown: &str) -> Result<(), SinkError> {
         if self.response_url.is_empty() {
-            return Err(SinkError::Closed("no response_url for the follow-up".into()));
+            return Err(SinkError::Closed(
+                "no response_url for the follow-up".into(),
+            ));
         }
         let body = json!({
             "msgtype": "markdown",
@@ -520,7 +557,10 @@ fn split_final(markdown: &str) -> (String, Option<String>) {
     let rest = chunks[1..].join("\n");
     if rest.len() > STREAM_MAX_BYTES {
         // NOTE: response_url works once, so text beyond two 20 KB messages is cut.
-        tracing::warn!(bytes = markdown.len(), "AI robot answer exceeds two messages; the end is cut");
+        tracing::warn!(
+            bytes = markdown.len(),
+            "AI robot answer exceeds two messages; the end is cut"
+        );
     }
     (first, Some(rest))
 }

@@ -367,7 +367,10 @@ mod tests {
             crypto("corp-b").decrypt(&sealed),
             Err(CryptoError::ReceiveIdMismatch)
         );
-        assert_eq!(crypto("").decrypt(&sealed), Err(CryptoError::ReceiveIdMismatch));
+        assert_eq!(
+            crypto("").decrypt(&sealed),
+            Err(CryptoError::ReceiveIdMismatch)
+        );
     }
 
     #[test]
@@ -387,7 +390,11 @@ mod tests {
         let encrypt = crypto.encrypt("hi");
         let good = crypto.sign("1", "2", &encrypt);
         assert!(crypto.verify(&good, "1", "2", &encrypt).is_ok());
-        assert!(crypto.verify(&good.to_uppercase(), "1", "2", &encrypt).is_ok());
+        assert!(
+            crypto
+                .verify(&good.to_uppercase(), "1", "2", &encrypt)
+                .is_ok()
+        );
         assert_eq!(
             crypto.verify(&good, "1", "3", &encrypt),
             Err(CryptoError::InvalidSignature)

@@ -53,7 +53,11 @@ pub fn router(settings: &WecomSettings, handler: Arc<dyn Handler>) -> Result<Rou
         match bot.mode {
             BotMode::Callback => router = router.merge(bot_router(bot, handler)?),
             // TODO: the long-connection (WebSocket) client is not written yet.
-            BotMode::LongConnection => return Err(ConfigError::Unsupported("wecom.bot.mode = \"long_connection\"")),
+            BotMode::LongConnection => {
+                return Err(ConfigError::Unsupported(
+                    "wecom.bot.mode = \"long_connection\"",
+                ));
+            }
         }
     }
     Ok(router)

@@ -13,7 +13,11 @@ const AT_SIGNS: [char; 2] = ['@', '＠'];
 /// people (`@张三 /reset`), those mentions are dropped too, so a command after
 /// the mention works as in a single chat.
 pub fn strip_bot_mention(text: &str, names: &[String]) -> (String, bool) {
-    let mut names: Vec<&str> = names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()).collect();
+    let mut names: Vec<&str> = names
+        .iter()
+        .map(|n| n.trim())
+        .filter(|n| !n.is_empty())
+        .collect();
     // Longest first, so "Max Win" does not shadow "Max Win Coach".
     names.sort_by_key(|name| std::cmp::Reverse(name.len()));
 
@@ -57,15 +61,15 @@ fn ends_mention(text: &str, name: &str) -> bool {
     let Some(after) = strip_prefix_ignore_ascii_case(text, name) else {
         return false;
     };
-    after
-        .chars()
-        .next()
-        .is_none_or(|next| next.is_whitespace() || next.is_ascii_punctuation() || "，。：！？".contains(next))
+    after.chars().next().is_none_or(|next| {
+        next.is_whitespace() || next.is_ascii_punctuation() || "，。：！？".contains(next)
+    })
 }
 
 fn strip_prefix_ignore_ascii_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
     let head = text.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &text[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &text[prefix.len()..])
 }
 
 /// Removes the first `@word` (up to whitespace); used when no names are configured.
@@ -149,7 +153,10 @@ mod tests {
     #[test]
     fn command_after_mentions_works() {
         assert_eq!(strip_bot_mention("@销售参谋 /reset", &names()).0, "/reset");
-        assert_eq!(strip_bot_mention("@张三 @销售参谋 /help", &names()).0, "/help");
+        assert_eq!(
+            strip_bot_mention("@张三 @销售参谋 /help", &names()).0,
+            "/help"
+        );
     }
 
     #[test]

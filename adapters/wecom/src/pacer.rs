@@ -61,7 +61,10 @@ impl Pacer {
                     return;
                 }
                 Some(until) => {
-                    tracing::debug!(wait_ms = until.duration_since(now).as_millis() as u64, "pacing WeCom send");
+                    tracing::debug!(
+                        wait_ms = until.duration_since(now).as_millis() as u64,
+                        "pacing WeCom send"
+                    );
                     tokio::time::sleep_until(until).await;
                 }
             }
@@ -87,17 +90,26 @@ impl Pacer {
     }
 
     fn history(&self, key: &str) -> Arc<Mutex<VecDeque<Instant>>> {
-        let mut keys = self.keys.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut keys = self
+            .keys
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         if keys.len() > IDLE_KEY_LIMIT {
             // Keys nobody is using right now; their history is at most one window old
             // and forgetting it can only make the next send to them go earlier by the
             // remainder of that window, so only keys with an empty or stale history go.
             let now = Instant::now();
-            let longest = self.windows.iter().map(|w| w.window).max().unwrap_or_default();
+            let longest = self
+                .windows
+                .iter()
+                .map(|w| w.window)
+                .max()
+                .unwrap_or_default();
             keys.retain(|_, history| {
                 Arc::strong_count(history) > 1
                     || history.try_lock().map_or(true, |sent| {
-                        sent.back().is_some_and(|at| now.duration_since(*at) < longest)
+                        sent.back()
+                            .is_some_and(|at| now.duration_since(*at) < longest)
                     })
             });
         }

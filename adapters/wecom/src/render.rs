@@ -57,9 +57,14 @@ pub fn app_parts(reply: &Reply, max_bytes: usize) -> Vec<Part> {
                 .iter()
                 .map(|section| section_to_wecom_markdown(card, section))
                 .collect();
-            to_parts("markdown", pack_chunks(&rendered, max_bytes, LengthUnit::Bytes))
+            to_parts(
+                "markdown",
+                pack_chunks(&rendered, max_bytes, LengthUnit::Bytes),
+            )
         }
-        Reply::Text { text, .. } => to_parts("text", pack_chunks(&[text], max_bytes, LengthUnit::Bytes)),
+        Reply::Text { text, .. } => {
+            to_parts("text", pack_chunks(&[text], max_bytes, LengthUnit::Bytes))
+        }
     }
 }
 
@@ -137,7 +142,11 @@ mod tests {
         let content = &parts[0].content;
         assert!(content.starts_with("# 价格异议"));
         assert!(content.contains("• **澄清顾虑：**您最担心的是哪一部分？"));
-        assert!(!content.lines().any(|line| line.starts_with("* ") || line.starts_with("- ")));
+        assert!(
+            !content
+                .lines()
+                .any(|line| line.starts_with("* ") || line.starts_with("- "))
+        );
     }
 
     #[test]
@@ -150,8 +159,15 @@ mod tests {
         };
         let parts = app_parts(&reply, APP_MESSAGE_MAX_BYTES);
         assert!(parts.len() >= 2);
-        assert!(parts.iter().all(|p| p.content.len() <= APP_MESSAGE_MAX_BYTES));
-        assert_eq!(parts.iter().map(|p| p.content.as_str()).collect::<String>(), text);
+        assert!(
+            parts
+                .iter()
+                .all(|p| p.content.len() <= APP_MESSAGE_MAX_BYTES)
+        );
+        assert_eq!(
+            parts.iter().map(|p| p.content.as_str()).collect::<String>(),
+            text
+        );
     }
 
     #[test]

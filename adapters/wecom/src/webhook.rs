@@ -29,12 +29,22 @@ pub struct WebhookRobot {
 impl WebhookRobot {
     /// Creates a robot client. `api_base` defaults to the public host when empty.
     pub fn new(api_base: &str, key: Secret) -> Self {
-        Self::with_options(api_base, key, WEBHOOK_PER_MINUTE, crate::api::DEFAULT_HTTP_TIMEOUT_SECS)
+        Self::with_options(
+            api_base,
+            key,
+            WEBHOOK_PER_MINUTE,
+            crate::api::DEFAULT_HTTP_TIMEOUT_SECS,
+        )
     }
 
     /// Creates a robot client with a custom per-minute limit and request timeout
     /// in seconds (0 disables the timeout).
-    pub fn with_options(api_base: &str, key: Secret, per_minute: usize, http_timeout_secs: u64) -> Self {
+    pub fn with_options(
+        api_base: &str,
+        key: Secret,
+        per_minute: usize,
+        http_timeout_secs: u64,
+    ) -> Self {
         let api_base = if api_base.trim().is_empty() {
             DEFAULT_API_BASE
         } else {
@@ -62,7 +72,12 @@ impl WebhookRobot {
             .await
     }
 
-    async fn send_split(&self, msgtype: &str, text: &str, max_bytes: usize) -> Result<usize, ApiError> {
+    async fn send_split(
+        &self,
+        msgtype: &str,
+        text: &str,
+        max_bytes: usize,
+    ) -> Result<usize, ApiError> {
         let parts = split_bytes(text, max_bytes);
         for part in &parts {
             let body = json!({ "msgtype": msgtype, msgtype: { "content": part } });

@@ -65,11 +65,16 @@ fn callback(inner: &str, receive_id: &str, good_signature: bool) -> Request<Body
 async fn send(router: &Router, request: Request<Body>) -> (StatusCode, String) {
     let response = router.clone().oneshot(request).await.unwrap();
     let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
     (status, String::from_utf8(bytes.to_vec()).unwrap())
 }
 
-async fn setup(delay: Duration, answer: Answer) -> (Router, Arc<RecordingHandler>, Arc<support::MockState>) {
+async fn setup(
+    delay: Duration,
+    answer: Answer,
+) -> (Router, Arc<RecordingHandler>, Arc<support::MockState>) {
     let (base, mock) = start_mock_api().await;
     let handler = RecordingHandler::new(delay, answer);
     let router = app_router(&settings(&base), handler.clone() as Arc<dyn Handler>).unwrap();
@@ -99,13 +104,19 @@ async fn url_verification_returns_bare_plaintext() {
         .find(|(echo, _)| echo.contains('+'))
         .unwrap();
     let signature = crypto.sign("1700000000", "n", &echostr);
-    let encoded = echostr.replace('+', "%2B").replace('/', "%2F").replace('=', "%3D");
+    let encoded = echostr
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D");
     let request = Request::get(format!(
         "/wecom/app?msg_signature={signature}&timestamp=1700000000&nonce=n&echostr={encoded}"
     ))
     .body(Body::empty())
     .unwrap();
-    assert_eq!(send(&router, request).await, (StatusCode::OK, plain.clone()));
+    assert_eq!(
+        send(&router, request).await,
+        (StatusCode::OK, plain.clone())
+    );
 
     // A raw, unencoded '+' is a literal '+' of the base64 text.
     let request = Request::get(format!(
@@ -161,8 +172,16 @@ async fn redelivered_message_during_slow_answer_sends_once() {
 #[tokio::test]
 async fn two_msgids_same_second_get_two_answers() {
     let (router, handler, mock) = setup(Duration::ZERO, Answer::Text("ok".into())).await;
-    let first = send(&router, callback(&text_xml("1", "lisi", "第一条"), CORP, true)).await;
-    let second = send(&router, callback(&text_xml("2", "lisi", "第二条"), CORP, true)).await;
+    let first = send(
+        &router,
+        callback(&text_xml("1", "lisi", "第一条"), CORP, true),
+    )
+    .await;
+    let second = send(
+        &router,
+        callback(&text_xml("2", "lisi", "第二条"), CORP, true),
+    )
+    .await;
     assert_eq!(first.0, StatusCode::OK);
     assert_eq!(second.0, StatusCode::OK);
     wait_answers(&handler, 2).await;
@@ -195,8 +214,14 @@ async fn ignored_callbacks_are_acknowledged() {
 async fn forged_callbacks_are_rejected() {
     let (router, handler, _) = setup(Duration::ZERO, Answer::Text("ok".into())).await;
     let xml = text_xml("9", "zhangsan", "hi");
-    assert_eq!(send(&router, callback(&xml, CORP, false)).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(send(&router, callback(&xml, "wwother", true)).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        send(&router, callback(&xml, CORP, false)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        send(&router, callback(&xml, "wwother", true)).await.0,
+        StatusCode::FORBIDDEN
+    );
     let malformed = Request::post("/wecom/app?msg_signature=00&timestamp=1&nonce=2")
         .body(Body::from("<xml><Encrypt>"))
         .unwrap();
@@ -209,7 +234,11 @@ async fn long_chinese_answer_is_split_losslessly() {
     let answer: String = (0..100).map(|i| format!("第{i}行：客户价值。\n")).collect();
     assert!(answer.len() > 2048);
     let (router, handler, mock) = setup(Duration::ZERO, Answer::Text(answer.clone())).await;
-    send(&router, callback(&text_xml("11", "wangwu", "长回答"), CORP, true)).await;
+    send(
+        &router,
+        callback(&text_xml("11", "wangwu", "长回答"), CORP, true),
+    )
+    .await;
     wait_answers(&handler, 1).await;
     let sends = mock.calls_to("/cgi-bin/message/send");
     assert!(sends.len() >= 2);
@@ -227,7 +256,11 @@ async fn long_chinese_answer_is_split_losslessly() {
 async fn expired_token_is_refetched_once() {
     let (router, handler, mock) = setup(Duration::ZERO, Answer::Text("ok".into())).await;
     mock.expired_tokens.lock().unwrap().insert("token-1".into());
-    send(&router, callback(&text_xml("21", "zhaoliu", "hi"), CORP, true)).await;
+    send(
+        &router,
+        callback(&text_xml("21", "zhaoliu", "hi"), CORP, true),
+    )
+    .await;
     wait_answers(&handler, 1).await;
     assert!(handler.results.lock().unwrap()[0].is_ok());
     assert_eq!(mock.calls_to("/cgi-bin/gettoken").len(), 2);
@@ -240,7 +273,11 @@ async fn expired_token_is_refetched_once() {
 async fn busy_errcode_is_retried() {
     let (router, handler, mock) = setup(Duration::ZERO, Answer::Text("ok".into())).await;
     mock.send_errcodes.lock().unwrap().extend([-1, -1]);
-    send(&router, callback(&text_xml("31", "zhaoliu", "hi"), CORP, true)).await;
+    send(
+        &router,
+        callback(&text_xml("31", "zhaoliu", "hi"), CORP, true),
+    )
+    .await;
     wait_answers(&handler, 1).await;
     assert!(handler.results.lock().unwrap()[0].is_ok());
     assert_eq!(mock.calls_to("/cgi-bin/message/send").len(), 3);
@@ -250,12 +287,23 @@ async fn busy_errcode_is_retried() {
 async fn concurrent_sends_fetch_one_token() {
     let (base, mock) = start_mock_api().await;
     *mock.token_delay.lock().unwrap() = Duration::from_millis(200);
-    let api = Arc::new(maxwin_wecom::api::AppApi::new(&base, CORP, AGENT, &Secret::new("s"), 0));
+    let api = Arc::new(maxwin_wecom::api::AppApi::new(
+        &base,
+        CORP,
+        AGENT,
+        &Secret::new("s"),
+        0,
+    ));
     let mut tasks = Vec::new();
     for i in 0..10 {
         let api = api.clone();
         tasks.push(tokio::spawn(async move {
-            api.send(&format!("user{i}"), "text", serde_json::json!({"content": "hi"})).await
+            api.send(
+                &format!("user{i}"),
+                "text",
+                serde_json::json!({"content": "hi"}),
+            )
+            .await
         }));
     }
     for task in tasks {

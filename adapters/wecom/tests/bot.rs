@@ -36,12 +36,16 @@ async fn post(router: &Router, payload: &Value) -> (StatusCode, Option<Value>) {
     let crypto = crypto();
     let encrypt = crypto.encrypt(&payload.to_string());
     let signature = crypto.sign("1700000000", "n1", &encrypt);
-    let request = Request::post(format!("/wecom/bot?msg_signature={signature}&timestamp=1700000000&nonce=n1"))
-        .body(Body::from(json!({ "encrypt": encrypt }).to_string()))
-        .unwrap();
+    let request = Request::post(format!(
+        "/wecom/bot?msg_signature={signature}&timestamp=1700000000&nonce=n1"
+    ))
+    .body(Body::from(json!({ "encrypt": encrypt }).to_string()))
+    .unwrap();
     let response = router.clone().oneshot(request).await.unwrap();
     let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
     if bytes.is_empty() {
         return (status, None);
     }
@@ -50,7 +54,12 @@ async fn post(router: &Router, payload: &Value) -> (StatusCode, Option<Value>) {
     let timestamp = envelope["timestamp"].as_u64().unwrap().to_string();
     assert_eq!(envelope["nonce"], "n1");
     let inner = crypto
-        .open(envelope["msgsignature"].as_str().unwrap(), &timestamp, "n1", encrypt)
+        .open(
+            envelope["msgsignature"].as_str().unwrap(),
+            &timestamp,
+            "n1",
+            encrypt,
+        )
         .unwrap();
     (status, Some(serde_json::from_str(&inner).unwrap()))
 }
@@ -72,10 +81,18 @@ fn refresh(stream_id: &str) -> Value {
 async fn stream_refreshes_through_to_finish() {
     let handler = RecordingHandler::new(
         Duration::from_secs(9),
-        Answer::Streamed(vec!["客户".into(), "客户价值".into()], "客户价值优先。".into()),
+        Answer::Streamed(
+            vec!["客户".into(), "客户价值".into()],
+            "客户价值优先。".into(),
+        ),
     );
-    let (router, _) = bot_router_with_store(&settings(), handler.clone() as Arc<dyn Handler>).unwrap();
-    let (status, reply) = post(&router, &text_message("m1", "group", "@销售参谋 客户压价", "")).await;
+    let (router, _) =
+        bot_router_with_store(&settings(), handler.clone() as Arc<dyn Handler>).unwrap();
+    let (status, reply) = post(
+        &router,
+        &text_message("m1", "group", "@销售参谋 客户压价", ""),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     let reply = reply.unwrap();
     assert_eq!(reply["msgtype"], "stream");
@@ -113,10 +130,13 @@ async fn unknown_stream_refresh_finishes() {
 #[tokio::test]
 async fn answer_over_stream_cap_continues_via_response_url() {
     let (base, mock) = start_mock_api().await;
-    let long: String = (0..600).map(|i| format!("第{i}段：先确认客户的真实顾虑。\n")).collect();
+    let long: String = (0..600)
+        .map(|i| format!("第{i}段：先确认客户的真实顾虑。\n"))
+        .collect();
     assert!(long.len() > 20480);
     let handler = RecordingHandler::new(Duration::ZERO, Answer::Text(long.clone()));
-    let (router, store) = bot_router_with_store(&settings(), handler.clone() as Arc<dyn Handler>).unwrap();
+    let (router, store) =
+        bot_router_with_store(&settings(), handler.clone() as Arc<dyn Handler>).unwrap();
     let url = format!("{base}/cgi-bin/aibot/response?response_code=abc");
     let (_, reply) = post(&router, &text_message("m2", "single", "长回答", &url)).await;
     let stream_id = reply.unwrap()["stream"]["id"].as_str().unwrap().to_string();
@@ -133,7 +153,11 @@ async fn answer_over_stream_cap_continues_via_response_url() {
     assert_eq!(calls.len(), 1);
     let rest = calls[0].body["markdown"]["content"].as_str().unwrap();
     assert!(rest.len() <= 20480);
-    let shown_lines = state.content.lines().filter(|l| l.starts_with('第')).count();
+    let shown_lines = state
+        .content
+        .lines()
+        .filter(|l| l.starts_with('第'))
+        .count();
     let rest_lines = rest.lines().filter(|l| l.starts_with('第')).count();
     assert_eq!(shown_lines + rest_lines, 600);
 }
@@ -141,11 +165,15 @@ async fn answer_over_stream_cap_continues_via_response_url() {
 #[tokio::test]
 async fn redelivered_message_reuses_stream() {
     let handler = RecordingHandler::new(Duration::from_secs(3600), Answer::Text("x".into()));
-    let (router, _) = bot_router_with_store(&settings(), handler.clone() as Arc<dyn Handler>).unwrap();
+    let (router, _) =
+        bot_router_with_store(&settings(), handler.clone() as Arc<dyn Handler>).unwrap();
     let message = text_message("m3", "single", "你好", "");
     let (_, first) = post(&router, &message).await;
     let (_, second) = post(&router, &message).await;
-    assert_eq!(first.unwrap()["stream"]["id"], second.unwrap()["stream"]["id"]);
+    assert_eq!(
+        first.unwrap()["stream"]["id"],
+        second.unwrap()["stream"]["id"]
+    );
     let accepted = handler.accepted.lock().unwrap();
     assert_eq!(accepted.len(), 2);
     assert!(accepted[0].is_direct);
@@ -155,7 +183,8 @@ async fn redelivered_message_reuses_stream() {
 #[tokio::test]
 async fn feedback_event_reaches_handler() {
     let handler = RecordingHandler::new(Duration::ZERO, Answer::Text("x".into()));
-    let (router, _) = bot_router_with_store(&settings(), handler.clone() as Arc<dyn Handler>).unwrap();
+    let (router, _) =
+        bot_router_with_store(&settings(), handler.clone() as Arc<dyn Handler>).unwrap();
     let event = json!({"msgid": "e1", "aibotid": "aib1", "chattype": "single", "from": {"userid": "lisi"},
         "msgtype": "event", "event": {"eventtype": "feedback_event", "feedback_event": {"id": "s1", "type": 2}}});
     let (status, body) = post(&router, &event).await;

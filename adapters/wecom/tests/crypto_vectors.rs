@@ -19,7 +19,12 @@ fn crypto_for(fixture: &Value, receive_id: &str) -> WecomCrypto {
 }
 
 fn prefix_of(vector: &Value) -> [u8; 16] {
-    vector["random_prefix"].as_str().unwrap().as_bytes().try_into().unwrap()
+    vector["random_prefix"]
+        .as_str()
+        .unwrap()
+        .as_bytes()
+        .try_into()
+        .unwrap()
 }
 
 #[test]
@@ -45,8 +50,17 @@ fn decrypt_matches_wechatpy() {
         let name = vector["name"].as_str().unwrap();
         let crypto = crypto_for(&fixture, vector["receive_id"].as_str().unwrap());
         let encrypt = vector["encrypt"].as_str().unwrap();
-        let opened = crypto.open(vector["msg_signature"].as_str().unwrap(), timestamp, nonce, encrypt);
-        assert_eq!(opened.as_deref(), Ok(vector["message"].as_str().unwrap()), "vector {name}");
+        let opened = crypto.open(
+            vector["msg_signature"].as_str().unwrap(),
+            timestamp,
+            nonce,
+            encrypt,
+        );
+        assert_eq!(
+            opened.as_deref(),
+            Ok(vector["message"].as_str().unwrap()),
+            "vector {name}"
+        );
     }
 }
 
@@ -59,8 +73,13 @@ fn encrypt_matches_wechatpy() {
     for vector in fixture["vectors"].as_array().unwrap() {
         let name = vector["name"].as_str().unwrap();
         let crypto = crypto_for(&fixture, vector["receive_id"].as_str().unwrap());
-        let encrypt = crypto.encrypt_with_prefix(vector["message"].as_str().unwrap(), prefix_of(vector));
-        assert_eq!(encrypt, vector["encrypt"].as_str().unwrap(), "vector {name}");
+        let encrypt =
+            crypto.encrypt_with_prefix(vector["message"].as_str().unwrap(), prefix_of(vector));
+        assert_eq!(
+            encrypt,
+            vector["encrypt"].as_str().unwrap(),
+            "vector {name}"
+        );
         assert_eq!(
             signature(token, timestamp, nonce, &encrypt),
             vector["msg_signature"].as_str().unwrap(),
@@ -90,7 +109,7 @@ proptest! {
             &Secret::new("jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"),
             receive_id.clone(),
         ).unwrap();
-        let message: String = (0..length).map(|i| if (i + seed as usize) % 5 == 0 { '销' } else { 'a' }).collect();
+        let message: String = (0..length).map(|i| if (i + seed as usize).is_multiple_of(5) { '销' } else { 'a' }).collect();
         let encrypt = crypto.encrypt(&message);
         prop_assert_eq!(crypto.decrypt(&encrypt), Ok(message.clone()));
         let sig = crypto.sign("1", "2", &encrypt);

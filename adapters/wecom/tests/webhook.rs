@@ -27,7 +27,9 @@ async fn webhook_paces_under_twenty_per_minute() {
 async fn webhook_markdown_splits_by_bytes() {
     let (base, mock) = start_mock_api().await;
     let robot = WebhookRobot::with_options(&base, Secret::new("k"), WEBHOOK_PER_MINUTE, 0);
-    let markdown: String = (0..300).map(|i| format!("**第{i}条** 每日提示\n")).collect();
+    let markdown: String = (0..300)
+        .map(|i| format!("**第{i}条** 每日提示\n"))
+        .collect();
     assert!(markdown.len() > 4096);
     let parts = robot.send_markdown(&markdown).await.unwrap();
     let calls = mock.calls_to("/cgi-bin/webhook/send");

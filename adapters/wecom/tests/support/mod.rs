@@ -81,10 +81,16 @@ async fn gettoken(State(state): State<Arc<MockState>>, Query(query): Params) -> 
         0 => 7200,
         value => value,
     };
-    Json(json!({"errcode": 0, "errmsg": "ok", "access_token": format!("token-{number}"), "expires_in": expires_in}))
+    Json(
+        json!({"errcode": 0, "errmsg": "ok", "access_token": format!("token-{number}"), "expires_in": expires_in}),
+    )
 }
 
-async fn message_send(State(state): State<Arc<MockState>>, Query(query): Params, Json(body): Json<Value>) -> Json<Value> {
+async fn message_send(
+    State(state): State<Arc<MockState>>,
+    Query(query): Params,
+    Json(body): Json<Value>,
+) -> Json<Value> {
     let token = query.get("access_token").cloned().unwrap_or_default();
     state.record("/cgi-bin/message/send", query, body);
     if state.expired_tokens.lock().unwrap().contains(&token) {
@@ -99,12 +105,20 @@ async fn message_send(State(state): State<Arc<MockState>>, Query(query): Params,
     Json(json!({"errcode": 0, "errmsg": "ok", "invaliduser": "", "msgid": format!("msg-{count}")}))
 }
 
-async fn webhook_send(State(state): State<Arc<MockState>>, Query(query): Params, Json(body): Json<Value>) -> Json<Value> {
+async fn webhook_send(
+    State(state): State<Arc<MockState>>,
+    Query(query): Params,
+    Json(body): Json<Value>,
+) -> Json<Value> {
     state.record("/cgi-bin/webhook/send", query, body);
     Json(json!({"errcode": 0, "errmsg": "ok"}))
 }
 
-async fn aibot_response(State(state): State<Arc<MockState>>, Query(query): Params, Json(body): Json<Value>) -> Json<Value> {
+async fn aibot_response(
+    State(state): State<Arc<MockState>>,
+    Query(query): Params,
+    Json(body): Json<Value>,
+) -> Json<Value> {
     state.record("/cgi-bin/aibot/response", query, body);
     Json(json!({"errcode": 0, "errmsg": "ok"}))
 }
@@ -135,6 +149,9 @@ pub enum Answer {
     Streamed(Vec<String>, String),
 }
 
+/// The outcome of one `finish`: the delivered message ids or the error text.
+pub type FinishResult = Result<Vec<String>, String>;
+
 /// A handler that dedupes like the core (by dedupe key), records every accept and
 /// answers each new message after `delay`.
 pub struct RecordingHandler {
@@ -144,7 +161,7 @@ pub struct RecordingHandler {
     pub delay: Duration,
     pub answer: Answer,
     pub finished: Arc<tokio::sync::Notify>,
-    pub results: Arc<Mutex<Vec<Result<Vec<String>, String>>>>,
+    pub results: Arc<Mutex<Vec<FinishResult>>>,
 }
 
 impl RecordingHandler {
@@ -163,7 +180,11 @@ impl RecordingHandler {
 
 #[async_trait]
 impl Handler for RecordingHandler {
-    async fn accept(&self, message: Inbound, mut sink: Box<dyn ReplySink>) -> Result<Accepted, HandlerError> {
+    async fn accept(
+        &self,
+        message: Inbound,
+        mut sink: Box<dyn ReplySink>,
+    ) -> Result<Accepted, HandlerError> {
         self.accepted.lock().unwrap().push(message.clone());
         if !self.seen.lock().unwrap().insert(message.dedupe_key()) {
             return Ok(Accepted::Duplicate);
