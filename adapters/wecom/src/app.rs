@@ -92,8 +92,6 @@ impl Default for AppSettings {
 pub enum ConfigError {
     #[error("wecom setting `{0}` is missing")]
     Missing(&'static str),
-    #[error("{0} is not supported yet; use the callback mode")]
-    Unsupported(&'static str),
     #[error("wecom setting `{key}` is invalid: {source}")]
     Invalid {
         key: &'static str,

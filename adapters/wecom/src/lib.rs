@@ -4,6 +4,7 @@
 //!   acknowledged at once with an empty 200 and handed to the core; the answer goes
 //!   out through `message/send`, paced under the per-member quota.
 //! - [`bot`]: the AI robot (智能机器人) in callback mode, with pulled streaming.
+//! - [`longconn`]: the AI robot over a WebSocket long connection, with pushed streaming.
 //! - [`webhook`]: the group webhook robot (群机器人) for broadcasts.
 //! - [`crypto`]: the signature and AES envelope shared by the callbacks.
 //!
@@ -14,6 +15,7 @@ pub mod api;
 pub mod app;
 pub mod bot;
 pub mod crypto;
+pub mod longconn;
 pub mod mention;
 pub mod pacer;
 pub mod render;
@@ -42,6 +44,21 @@ pub struct WecomSettings {
     pub bot: Option<BotSettings>,
 }
 
+/// Runs the AI robot's long connection until `shutdown` resolves; returns at
+/// once when the robot is not configured for that mode.
+pub async fn run(
+    settings: WecomSettings,
+    handler: Arc<dyn Handler>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), longconn::LongConnError> {
+    match settings.bot {
+        Some(bot) if bot.mode == BotMode::LongConnection => {
+            longconn::run(bot, handler, shutdown).await
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Builds the callback routes of every configured WeCom entry point: the app,
 /// and the AI robot in callback mode. An empty router when neither is configured.
 pub fn router(settings: &WecomSettings, handler: Arc<dyn Handler>) -> Result<Router, ConfigError> {
@@ -52,12 +69,8 @@ pub fn router(settings: &WecomSettings, handler: Arc<dyn Handler>) -> Result<Rou
     if let Some(bot) = &settings.bot {
         match bot.mode {
             BotMode::Callback => router = router.merge(bot_router(bot, handler)?),
-            // TODO: the long-connection (WebSocket) client is not written yet.
-            BotMode::LongConnection => {
-                return Err(ConfigError::Unsupported(
-                    "wecom.bot.mode = \"long_connection\"",
-                ));
-            }
+            // Served by `longconn::run`, which needs no route.
+            BotMode::LongConnection => {}
         }
     }
     Ok(router)
