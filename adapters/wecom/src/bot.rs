@@ -334,6 +334,13 @@ async fn handle_payload(state: &BotState, payload: &Value) -> Result<Option<Valu
                 Ok(maxwin_channel::Accepted::Ignored) => Ok(None),
                 Ok(accepted) => {
                     tracing::debug!(%message_id, ?accepted, created, "WeCom AI robot message accepted");
+                    if accepted == maxwin_channel::Accepted::Duplicate && created {
+                        // The core handled this message before this process opened
+                        // the stream (a restart), so nothing will write to it.
+                        state
+                            .streams
+                            .update(&stream_id, |stream| stream.finished = true);
+                    }
                     let (content, finished) = state.streams.refresh(&stream_id).unwrap_or_default();
                     Ok(Some(stream_body(&stream_id, &content, finished)))
                 }
@@ -492,8 +499,8 @@ pub fn parse_feedback(payload: &Value) -> Option<Feedback> {
 /// Writes one answer into a stream that WeCom pulls (callback mode).
 ///
 /// It is the only writer of its stream id. Progress is cut to the 20,480-byte
-/// stream cap; a final answer that does not fit, or that arrives after the
-/// stream was closed, is continued through the one-shot `response_url`.
+/// stream cap. A final answer that does not fit, or that arrives after the stream
+/// was closed, continues through the one-shot `response_url`.
 pub struct WecomBotSink {
     streams: Arc<StreamStore>,
     stream_id: String,

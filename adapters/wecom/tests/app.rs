@@ -151,10 +151,13 @@ async fn redelivered_message_during_slow_answer_sends_once() {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body, "");
         assert!(started.elapsed() < Duration::from_secs(1));
+        // Let the answer task start its clock before time moves.
+        tokio::task::yield_now().await;
         // WeCom redelivers after its 5-second deadline.
         tokio::time::advance(Duration::from_secs(5)).await;
     }
     assert_eq!(handler.accepted.lock().unwrap().len(), 3);
+    assert!(mock.calls_to("/cgi-bin/message/send").is_empty());
     tokio::time::advance(Duration::from_secs(10)).await;
     tokio::time::resume();
     wait_answers(&handler, 1).await;
@@ -311,4 +314,47 @@ async fn concurrent_sends_fetch_one_token() {
     }
     assert_eq!(mock.calls_to("/cgi-bin/gettoken").len(), 1);
     assert_eq!(mock.calls_to("/cgi-bin/message/send").len(), 10);
+}
+
+#[tokio::test(start_paused = true)]
+async fn many_parts_are_paced_per_member() {
+    let answer: String = (0..30)
+        .map(|i| format!("{i:02}{}\n", "销".repeat(600)))
+        .collect();
+    let (router, handler, mock) = setup(Duration::ZERO, Answer::Text(answer)).await;
+    let start = tokio::time::Instant::now();
+    send(
+        &router,
+        callback(&text_xml("41", "qianqi", "hi"), CORP, true),
+    )
+    .await;
+    for _ in 0..100_000 {
+        if !handler.results.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(handler.results.lock().unwrap()[0].is_ok());
+    assert_eq!(mock.calls_to("/cgi-bin/message/send").len(), 30);
+    // 28 per minute by default: the last two parts wait for the next minute.
+    assert!(start.elapsed() >= Duration::from_secs(60));
+}
+
+#[tokio::test(start_paused = true)]
+async fn token_refreshed_before_expiry() {
+    let (base, mock) = start_mock_api().await;
+    *mock.token_expires_in.lock().unwrap() = 400;
+    let cache = maxwin_wecom::api::AccessTokenCache::new(
+        maxwin_wecom::api::http_client(0),
+        &base,
+        CORP,
+        &Secret::new("s"),
+    );
+    assert_eq!(cache.get().await.unwrap(), "token-1");
+    tokio::time::advance(Duration::from_secs(90)).await;
+    assert_eq!(cache.get().await.unwrap(), "token-1");
+    // 400 s lifetime minus the 300 s margin: refreshed after 100 s.
+    tokio::time::advance(Duration::from_secs(20)).await;
+    assert_eq!(cache.get().await.unwrap(), "token-2");
+    assert_eq!(mock.calls_to("/cgi-bin/gettoken").len(), 2);
 }

@@ -195,3 +195,66 @@ async fn feedback_event_reaches_handler() {
     assert_eq!(feedback[0].answer_message_id, "s1");
     assert_eq!(feedback[0].rating, Some(Rating::Down));
 }
+
+#[tokio::test(start_paused = true)]
+async fn stream_closes_before_window_and_follows_up() {
+    let (base, mock) = start_mock_api().await;
+    let handler = RecordingHandler::new(
+        Duration::from_secs(7 * 60),
+        Answer::Text("迟到的完整回答".into()),
+    );
+    let (router, _) =
+        bot_router_with_store(&settings(), handler.clone() as Arc<dyn Handler>).unwrap();
+    let url = format!("{base}/cgi-bin/aibot/response?response_code=late");
+    let (_, reply) = post(&router, &text_message("m5", "single", "慢问题", &url)).await;
+    let stream_id = reply.unwrap()["stream"]["id"].as_str().unwrap().to_string();
+    // Let the answer task start its clock before time moves.
+    tokio::task::yield_now().await;
+
+    tokio::time::advance(Duration::from_secs(5 * 60)).await;
+    let (_, body) = post(&router, &refresh(&stream_id)).await;
+    assert_eq!(body.unwrap()["stream"]["finish"], false);
+
+    tokio::time::advance(Duration::from_secs(31)).await;
+    let (_, body) = post(&router, &refresh(&stream_id)).await;
+    let body = body.unwrap();
+    assert_eq!(body["stream"]["finish"], true);
+    assert!(
+        body["stream"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("下一条")
+    );
+
+    tokio::time::advance(Duration::from_secs(2 * 60)).await;
+    tokio::time::resume();
+    for _ in 0..200 {
+        if !handler.results.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(handler.results.lock().unwrap()[0].is_ok());
+    let calls = mock.calls_to("/cgi-bin/aibot/response");
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].body["markdown"]["content"], "迟到的完整回答");
+}
+
+#[tokio::test]
+async fn group_command_after_mention() {
+    let handler = RecordingHandler::new(Duration::from_secs(3600), Answer::Text("x".into()));
+    let (router, _) =
+        bot_router_with_store(&settings(), handler.clone() as Arc<dyn Handler>).unwrap();
+    post(
+        &router,
+        &text_message("m6", "group", "@张三 ＠销售参谋 /reset", ""),
+    )
+    .await;
+    post(&router, &text_message("m7", "single", "/reset", "")).await;
+    let accepted = handler.accepted.lock().unwrap();
+    assert_eq!(accepted[0].text, "/reset");
+    assert_eq!(accepted[1].text, "/reset");
+    assert_eq!(accepted[0].conversation, "wrgroup1");
+    assert_eq!(accepted[1].conversation, "lisi");
+    assert!(accepted[0].mentions_bot);
+}
