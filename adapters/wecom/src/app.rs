@@ -176,7 +176,7 @@ pub fn app_router(
         .with_state(state))
 }
 
-/// Answers the URL verification with the bare decrypted `echostr`.
+/// Responds to the URL verification with the bare decrypted `echostr`.
 async fn verify_url(State(state): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> Response {
     let query = CallbackQuery::parse(raw.as_deref());
     let Some(echostr) = query.echostr.as_deref() else {

@@ -244,9 +244,9 @@ fn strip_pad(plain: &[u8]) -> Result<&[u8], CryptoError> {
 
 /// Percent-decodes one query value without turning `+` into a space.
 ///
-/// WeCom's `echostr` and `msg_signature` are base64 or hex; a `+` that arrives
-/// unencoded is a literal `+` of the base64 text, so form decoding (which maps `+`
-/// to a space) would break the signature. Invalid escapes are kept as they are.
+/// WeCom's `echostr` is base64, so a `+` that arrives unencoded is a literal `+`.
+/// Form decoding maps `+` to a space and would break the signature check.
+/// Invalid escapes are kept as they are.
 pub fn percent_decode(value: &str) -> String {
     let bytes = value.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

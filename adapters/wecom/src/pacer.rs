@@ -95,9 +95,8 @@ impl Pacer {
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
         if keys.len() > IDLE_KEY_LIMIT {
-            // Keys nobody is using right now; their history is at most one window old
-            // and forgetting it can only make the next send to them go earlier by the
-            // remainder of that window, so only keys with an empty or stale history go.
+            // Drop keys that no task holds and whose last send has left every
+            // window, because their history no longer delays anything.
             let now = Instant::now();
             let longest = self
                 .windows
