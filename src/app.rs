@@ -28,9 +28,8 @@ pub fn load_knowledge(settings: &Settings) -> anyhow::Result<Knowledge> {
             settings.corpus_dir.display()
         )
     })?;
-    for warning in &warnings {
-        warn!(%warning, "skipped a corpus file");
-    }
+    // The loader has already logged each warning with its path and line.
+    let _ = warnings;
     if corpus.documents.is_empty() {
         anyhow::bail!(
             "the corpus folder {} has no documents; run `maxwin corpus import <export.txt>` first",

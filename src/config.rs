@@ -39,7 +39,7 @@ pub struct Settings {
     pub retrieval: RetrievalSettings,
     pub server: ServerSettings,
     pub telegram: maxwin_telegram::TelegramSettings,
-    // WECOM-FIELD
+    pub wecom: maxwin_wecom::WecomSettings,
 }
 
 impl Default for Settings {
@@ -54,7 +54,7 @@ impl Default for Settings {
             retrieval: RetrievalSettings::default(),
             server: ServerSettings::default(),
             telegram: Default::default(),
-            // WECOM-DEFAULT
+            wecom: Default::default(),
         }
     }
 }

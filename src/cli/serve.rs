@@ -39,8 +39,27 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         info!(mode = ?settings.telegram.mode, "Telegram adapter enabled");
     }
 
-    // WECOM-WIRE
-    drop(handler);
+    let wecom = settings.wecom.clone();
+    if wecom.app.is_some() || wecom.bot.is_some() {
+        parts = parts.with_routes(maxwin_wecom::router(&wecom, handler.clone())?);
+        let long_connection = wecom
+            .bot
+            .as_ref()
+            .is_some_and(|bot| bot.mode == maxwin_wecom::BotMode::LongConnection);
+        if long_connection {
+            let handler = handler.clone();
+            parts = parts.with_loop(AdapterLoop::new("wecom", move |token| async move {
+                maxwin_wecom::run(wecom, handler, token.cancelled_owned())
+                    .await
+                    .map_err(anyhow::Error::from)
+            }));
+        }
+        info!(
+            app = settings.wecom.app.is_some(),
+            bot = settings.wecom.bot.is_some(),
+            "WeCom adapter enabled"
+        );
+    }
 
     info!(bind = %settings.server.bind, "maxwin serve starting");
     run_daemon(parts, settings.server.clone(), shutdown_signal()).await

@@ -59,7 +59,7 @@ pub fn parse_card(markdown: &str, lang: Lang) -> Card {
             continue;
         }
 
-        if let Some((label, text)) = field(line, &["问题", "Question", "Situation described"]) {
+        if let Some((_, text)) = field(line, &["问题", "Question", "Situation described"]) {
             part = Part::Question;
             if !text.is_empty() {
                 question_lines.push(text);

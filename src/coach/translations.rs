@@ -11,7 +11,7 @@ use super::library::Translations;
 /// front matter removed. A missing folder gives an empty map.
 pub fn load(corpus_dir: &Path) -> Translations {
     let mut translations = Translations::new();
-    let dir = corpus_dir.join("translations");
+    let dir = corpus_dir.join(crate::corpus::TRANSLATIONS_DIR);
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return translations;
     };

@@ -142,8 +142,8 @@ pub struct Corpus {
 }
 
 impl Corpus {
-    /// Loads every `*.md` file under `dir` (subfolders included, hidden entries
-    /// skipped) in path order. A malformed file or a repeated id becomes a
+    /// Loads every `*.md` file under `dir` (subfolders included, hidden entries and
+    /// the `translations` folder skipped) in path order. A malformed file or a repeated id becomes a
     /// warning and the file is skipped; only an unreadable directory fails.
     pub fn load_dir(dir: &Path) -> Result<(Corpus, Vec<CorpusWarning>), CorpusError> {
         if !dir.is_dir() {
@@ -207,6 +207,9 @@ impl Corpus {
     }
 }
 
+/// The folder under the corpus that holds `<id>.en.md` translations for the library card.
+pub const TRANSLATIONS_DIR: &str = "translations";
+
 fn collect_markdown(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), CorpusError> {
     let entries = std::fs::read_dir(dir).map_err(io_error(dir))?;
     for entry in entries {
@@ -217,6 +220,10 @@ fn collect_markdown(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), CorpusErro
         }
         let file_type = entry.file_type().map_err(io_error(&path))?;
         if file_type.is_dir() {
+            // English versions of documents live there; they are not documents of their own.
+            if entry.file_name() == TRANSLATIONS_DIR {
+                continue;
+            }
             collect_markdown(&path, out)?;
         } else if path.extension().is_some_and(|ext| ext == "md") {
             out.push(path);
