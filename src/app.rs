@@ -62,7 +62,12 @@ pub fn llm_client(settings: &Settings) -> anyhow::Result<Option<LlmClient>> {
 pub async fn connect_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     store::connect(&settings.database_url)
         .await
-        .with_context(|| format!("could not open the database at {}", redact_url(&settings.database_url)))
+        .with_context(|| {
+            format!(
+                "could not open the database at {}",
+                redact_url(&settings.database_url)
+            )
+        })
 }
 
 /// Builds the coach from its parts.
@@ -103,6 +108,9 @@ mod tests {
             redact_url("postgres://bot:hunter2@db:5432/maxwin"),
             "postgres://bot:***@db:5432/maxwin"
         );
-        assert_eq!(redact_url("sqlite://data/maxwin.db"), "sqlite://data/maxwin.db");
+        assert_eq!(
+            redact_url("sqlite://data/maxwin.db"),
+            "sqlite://data/maxwin.db"
+        );
     }
 }

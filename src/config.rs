@@ -88,7 +88,9 @@ pub enum ConfigError {
     },
     #[error("invalid config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("invalid settings: {0} (check maxwin.toml and MAXWIN_* variables; see maxwin.example.toml)")]
+    #[error(
+        "invalid settings: {0} (check maxwin.toml and MAXWIN_* variables; see maxwin.example.toml)"
+    )]
     Invalid(String),
 }
 
@@ -159,15 +161,20 @@ fn env_value(raw: &str) -> toml::Value {
     if let Ok(i) = trimmed.parse::<i64>() {
         return toml::Value::Integer(i);
     }
-    if trimmed.contains('.') && !trimmed.contains(['/', ':']) {
-        if let Ok(f) = trimmed.parse::<f64>() {
-            return toml::Value::Float(f);
-        }
+    if trimmed.contains('.')
+        && !trimmed.contains(['/', ':'])
+        && let Ok(f) = trimmed.parse::<f64>()
+    {
+        return toml::Value::Float(f);
     }
     toml::Value::String(raw.to_string())
 }
 
-fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), ConfigError> {
+fn set_path(
+    table: &mut toml::Table,
+    path: &[String],
+    value: toml::Value,
+) -> Result<(), ConfigError> {
     let (last, parents) = path.split_last().expect("path has at least one part");
     let mut current = table;
     for part in parents {
@@ -175,7 +182,10 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Res
             .entry(part.clone())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         current = entry.as_table_mut().ok_or_else(|| {
-            ConfigError::Invalid(format!("`{part}` is not a table, so {} cannot be set", path.join(".")))
+            ConfigError::Invalid(format!(
+                "`{part}` is not a table, so {} cannot be set",
+                path.join(".")
+            ))
         })?;
     }
     current.insert(last.clone(), value);
@@ -206,7 +216,10 @@ mod tests {
         let settings = Settings::from_sources(
             text,
             None,
-            &env(&[("MAXWIN_COACH__PASSAGES", "9"), ("MAXWIN_DATABASE_URL", "sqlite://b.db")]),
+            &env(&[
+                ("MAXWIN_COACH__PASSAGES", "9"),
+                ("MAXWIN_DATABASE_URL", "sqlite://b.db"),
+            ]),
         )
         .unwrap();
         assert_eq!(settings.coach.passages, 9);
@@ -218,7 +231,10 @@ mod tests {
         let settings = Settings::from_sources(
             "",
             None,
-            &env(&[("MAXWIN_DATABASE_URL", "sqlite://x.db"), ("DATABASE_URL", "postgres://h/db")]),
+            &env(&[
+                ("MAXWIN_DATABASE_URL", "sqlite://x.db"),
+                ("DATABASE_URL", "postgres://h/db"),
+            ]),
         )
         .unwrap();
         assert_eq!(settings.database_url, "sqlite://x.db");
@@ -232,7 +248,8 @@ mod tests {
 
     #[test]
     fn broken_file_names_the_path() {
-        let error = Settings::from_sources("[coach", Some(Path::new("maxwin.toml")), &[]).unwrap_err();
+        let error =
+            Settings::from_sources("[coach", Some(Path::new("maxwin.toml")), &[]).unwrap_err();
         assert!(error.to_string().contains("maxwin.toml"), "{error}");
     }
 }

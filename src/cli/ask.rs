@@ -34,9 +34,15 @@ fn parse_lang(value: &str) -> Result<Lang, String> {
 pub async fn run(args: AskArgs, settings: Settings) -> anyhow::Result<()> {
     let question = args.question.join(" ");
     if question.trim().is_empty() {
-        bail!("the question is empty: write it after `maxwin ask`, e.g. maxwin ask \"客户嫌贵怎么回？\"");
+        bail!(
+            "the question is empty: write it after `maxwin ask`, e.g. maxwin ask \"客户嫌贵怎么回？\""
+        );
     }
-    let format = if args.json { OutputFormat::Json } else { args.format };
+    let format = if args.json {
+        OutputFormat::Json
+    } else {
+        args.format
+    };
 
     let (coach, _knowledge) = crate::app::build_coach(&settings).await?;
     let stream = coach.has_llm() && !args.no_stream && format != OutputFormat::Json;

@@ -88,17 +88,18 @@ impl<O: Write + Send, L: Write + Send> ReplySink for ConsoleSink<O, L> {
             writeln!(live, "\n…").map_err(io_error)?;
             self.shown = 0;
         }
-        live.write_all(text[self.shown..].as_bytes()).map_err(io_error)?;
+        live.write_all(&text.as_bytes()[self.shown..])
+            .map_err(io_error)?;
         live.flush().map_err(io_error)?;
         self.shown = text.len();
         Ok(())
     }
 
     async fn finish(&mut self, reply: &Reply) -> Result<Delivered, SinkError> {
-        if self.shown > 0 {
-            if let Some(live) = self.live.as_mut() {
-                writeln!(live, "\n").map_err(io_error)?;
-            }
+        if self.shown > 0
+            && let Some(live) = self.live.as_mut()
+        {
+            writeln!(live, "\n").map_err(io_error)?;
         }
         self.shown = 0;
         self.out
@@ -133,6 +134,9 @@ mod tests {
             text: "Only sales questions.".into(),
         };
         sink.finish(&reply).await.unwrap();
-        assert_eq!(String::from_utf8(sink.into_output()).unwrap(), "Only sales questions.\n");
+        assert_eq!(
+            String::from_utf8(sink.into_output()).unwrap(),
+            "Only sales questions.\n"
+        );
     }
 }

@@ -1,8 +1,8 @@
 //! The `maxwin` command line.
 
 pub mod ask;
-pub mod console;
 pub mod chat;
+pub mod console;
 pub mod corpus;
 pub mod eval;
 pub mod serve;

@@ -7,7 +7,9 @@ use tracing::info;
 
 use crate::coach::ports::StoreLedger;
 use crate::config::Settings;
-use crate::server::{AdapterLoop, DaemonParts, Metrics, Readiness, Router, run_daemon, shutdown_signal};
+use crate::server::{
+    AdapterLoop, DaemonParts, Metrics, Readiness, Router, run_daemon, shutdown_signal,
+};
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let (coach, _knowledge) = crate::app::build_coach(&settings).await?;
@@ -32,7 +34,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 }));
             }
             maxwin_telegram::TelegramMode::Webhook => {
-                parts = parts.with_routes(maxwin_telegram::webhook_router(&telegram, handler.clone())?);
+                parts =
+                    parts.with_routes(maxwin_telegram::webhook_router(&telegram, handler.clone())?);
                 maxwin_telegram::register_webhook(&telegram).await?;
             }
         }

@@ -25,9 +25,7 @@ pub enum Command {
 /// `@botname` suffix addressed to this bot, but a leftover suffix is tolerated.
 pub fn parse_command(text: &str) -> Option<Command> {
     let text = text.trim_start();
-    let rest = text
-        .strip_prefix('/')
-        .or_else(|| text.strip_prefix('／'))?;
+    let rest = text.strip_prefix('/').or_else(|| text.strip_prefix('／'))?;
     let (word, argument) = match rest.find(char::is_whitespace) {
         Some(index) => (&rest[..index], rest[index..].trim()),
         None => (rest, ""),
@@ -117,8 +115,14 @@ mod tests {
 
     #[test]
     fn parse_lang_argument() {
-        assert_eq!(parse_command("/lang en"), Some(Command::Lang(Some(Lang::En))));
-        assert_eq!(parse_command("/lang 中文"), Some(Command::Lang(Some(Lang::Zh))));
+        assert_eq!(
+            parse_command("/lang en"),
+            Some(Command::Lang(Some(Lang::En)))
+        );
+        assert_eq!(
+            parse_command("/lang 中文"),
+            Some(Command::Lang(Some(Lang::Zh)))
+        );
         assert_eq!(parse_command("/lang fr"), Some(Command::Lang(None)));
         assert_eq!(parse_command("/lang"), Some(Command::Lang(None)));
     }

@@ -210,10 +210,16 @@ fn assemble(message: &str, lang: Lang, hits: &[Hit]) -> Card {
 
 fn diagnosis(lang: Lang, matched: bool, insights: &[(String, String)]) -> String {
     let opening = match (lang, matched) {
-        (Lang::Zh, true) => "这是 B2B 销售中常见的局面，关键是先弄清真实的信号和决策链，而不是急于回应表面的要求。",
+        (Lang::Zh, true) => {
+            "这是 B2B 销售中常见的局面，关键是先弄清真实的信号和决策链，而不是急于回应表面的要求。"
+        }
         (Lang::Zh, false) => "知识库中没有与此完全对应的标准问答，下面是最接近的经验。",
-        (Lang::En, true) => "This is a common B2B situation: first read the real signal and the buying group, rather than reacting to the surface request.",
-        (Lang::En, false) => "The library has no standard Q&A card for exactly this; here is the closest experience it holds.",
+        (Lang::En, true) => {
+            "This is a common B2B situation: first read the real signal and the buying group, rather than reacting to the surface request."
+        }
+        (Lang::En, false) => {
+            "The library has no standard Q&A card for exactly this; here is the closest experience it holds."
+        }
     };
     let mut text = opening.to_string();
     if let Some((title, sentence)) = insights.first() {

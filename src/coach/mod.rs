@@ -134,13 +134,16 @@ impl Coach {
     ) -> Result<Outcome, CoachError> {
         let key = conversation_key(msg);
         let (conversation_id, lang_override, user_db_id) = self.open_conversation(msg, &key).await;
-        let lang = lang_override.unwrap_or_else(|| lang::detect(&msg.text, self.settings.default_lang));
+        let lang =
+            lang_override.unwrap_or_else(|| lang::detect(&msg.text, self.settings.default_lang));
 
         let question = match parse_command(&msg.text) {
             None => msg.text.trim().to_string(),
             Some(Command::Ask(text)) if !text.trim().is_empty() => text.trim().to_string(),
             Some(command) => {
-                let reply = self.run_command(command, msg, conversation_id, lang_override).await;
+                let reply = self
+                    .run_command(command, msg, conversation_id, lang_override)
+                    .await;
                 sink.finish(&reply).await?;
                 return Ok(Outcome {
                     kind: reply.kind(),
@@ -163,8 +166,15 @@ impl Coach {
 
         let answer_id = match (conversation_id, user_db_id) {
             (Some(conversation_id), Some(user_db_id)) => {
-                self.record(conversation_id, user_db_id, msg, &question, &drafted, total_ms)
-                    .await
+                self.record(
+                    conversation_id,
+                    user_db_id,
+                    msg,
+                    &question,
+                    &drafted,
+                    total_ms,
+                )
+                .await
             }
             _ => None,
         };
@@ -250,7 +260,8 @@ impl Coach {
             lang,
             text: lang.pick(zh, en).to_string(),
         };
-        let unavailable = || Reply::Text {
+        let unavailable = || {
+            Reply::Text {
             kind: ReplyKind::Error,
             lang,
             text: lang
@@ -259,6 +270,7 @@ impl Coach {
                     "Could not save that right now because the database is unavailable. Please try again in a moment.",
                 )
                 .to_string(),
+        }
         };
 
         match command {
@@ -289,17 +301,19 @@ impl Coach {
                 },
                 None => unavailable(),
             },
-            Command::Lang(None) => text(
-                "用法：/lang zh 或 /lang en",
-                "Usage: /lang zh or /lang en",
-            ),
+            Command::Lang(None) => {
+                text("用法：/lang zh 或 /lang en", "Usage: /lang zh or /lang en")
+            }
             Command::Lang(Some(new_lang)) => match conversation_id {
                 Some(id) => match self.store.set_lang(id, Some(new_lang)).await {
                     Ok(()) => Reply::Text {
                         kind: ReplyKind::Command,
                         lang: new_lang,
                         text: new_lang
-                            .pick("好的，之后我会用中文回答。", "OK, I will answer in English from now on.")
+                            .pick(
+                                "好的，之后我会用中文回答。",
+                                "OK, I will answer in English from now on.",
+                            )
                             .to_string(),
                     },
                     Err(error) => {
@@ -326,7 +340,10 @@ impl Coach {
                     received_at: msg.received_at,
                 };
                 match self.store.record_feedback(&feedback).await {
-                    Ok(_) => text("谢谢你的反馈，我们会认真看。", "Thank you for the feedback; we read every comment."),
+                    Ok(_) => text(
+                        "谢谢你的反馈，我们会认真看。",
+                        "Thank you for the feedback; we read every comment.",
+                    ),
                     Err(error) => {
                         warn!(error = %error, "feedback not stored");
                         unavailable()
@@ -404,7 +421,13 @@ impl Coach {
     }
 
     fn library(&self, question: &str, lang: Lang, search: &SearchResult) -> Card {
-        library_card(question, lang, &search.hits, &self.corpus, &self.translations)
+        library_card(
+            question,
+            lang,
+            &search.hits,
+            &self.corpus,
+            &self.translations,
+        )
     }
 
     /// Parses the model's Markdown into a card, keeps only retrieved sources, and
@@ -436,7 +459,11 @@ impl Coach {
         let Some(id) = conversation_id else {
             return Vec::new();
         };
-        match self.store.recent_turns(id, self.settings.history_turns).await {
+        match self
+            .store
+            .recent_turns(id, self.settings.history_turns)
+            .await
+        {
             Ok(turns) => turns
                 .into_iter()
                 .filter(|t| matches!(t.reply_kind, ReplyKind::Card | ReplyKind::LibraryCard))
@@ -521,13 +548,13 @@ fn off_topic_reply(lang: Lang) -> Reply {
 fn cited_sources(cited: &[SourceRef], search: &SearchResult) -> Vec<SourceRef> {
     let mut sources: Vec<SourceRef> = Vec::new();
     for source in cited {
-        if let Some(hit) = search.hits.iter().find(|h| h.doc_id == source.id) {
-            if !sources.iter().any(|s| s.id == hit.doc_id) {
-                sources.push(SourceRef {
-                    id: hit.doc_id.clone(),
-                    title: hit.title.clone(),
-                });
-            }
+        if let Some(hit) = search.hits.iter().find(|h| h.doc_id == source.id)
+            && !sources.iter().any(|s| s.id == hit.doc_id)
+        {
+            sources.push(SourceRef {
+                id: hit.doc_id.clone(),
+                title: hit.title.clone(),
+            });
         }
     }
     if sources.is_empty() {
@@ -602,10 +629,8 @@ async fn stream_into(
             while let Ok(update) = receiver.try_recv() {
                 apply(&mut shown, update);
             }
-            if wants_progress {
-                if let Err(error) = sink.progress(&shown).await {
-                    debug!(error = %error, "progress update failed");
-                }
+            if wants_progress && let Err(error) = sink.progress(&shown).await {
+                debug!(error = %error, "progress update failed");
             }
         }
     };

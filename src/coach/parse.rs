@@ -141,7 +141,10 @@ fn classify_heading(heading: &str, current: Part) -> Part {
     } else if has(&["参考", "sources", "references"]) {
         Part::Sources
     } else if heading.starts_with('💬')
-        || matches!(current, Part::Breakthrough | Part::SelfCheck | Part::Outward)
+        || matches!(
+            current,
+            Part::Breakthrough | Part::SelfCheck | Part::Outward
+        )
     {
         Part::Outward
     } else {
@@ -176,7 +179,7 @@ fn field(line: &str, names: &[&str]) -> Option<(String, String)> {
     let body = strip_bullet_marker(line);
     let (label, text) = split_label(body)?;
     let matched = names.iter().any(|n| label.eq_ignore_ascii_case(n));
-    matched.then(|| (label, text))
+    matched.then_some((label, text))
 }
 
 #[derive(Debug)]
@@ -285,14 +288,19 @@ fn push_or_continue_text(items: &mut Vec<String>, raw: &str, text: String) {
 fn parse_source(text: &str) -> Option<SourceRef> {
     let text = text.trim().trim_matches('`');
     let id_end = text
-        .find(|c: char| c.is_whitespace() || matches!(c, '·' | '《' | '（' | '(' | '：' | ':' | '`' | '，' | ','))
+        .find(|c: char| {
+            c.is_whitespace()
+                || matches!(c, '·' | '《' | '（' | '(' | '：' | ':' | '`' | '，' | ',')
+        })
         .unwrap_or(text.len());
     let id = text[..id_end].trim_matches(['`', '[', ']']).to_string();
     if id.is_empty() {
         return None;
     }
     let title = text[id_end..]
-        .trim_start_matches(|c: char| c.is_whitespace() || matches!(c, '·' | '`' | '：' | ':' | '-' | '—'))
+        .trim_start_matches(|c: char| {
+            c.is_whitespace() || matches!(c, '·' | '`' | '：' | ':' | '-' | '—')
+        })
         .trim_matches(['《', '》', '(', ')', '（', '）', ' '])
         .to_string();
     Some(SourceRef { id, title })
@@ -349,7 +357,10 @@ mod tests {
         );
         assert_eq!(card.situation.stage, "高风险");
         assert_eq!(card.situation.diagnosis, "客户已进入价格谈判阶段。");
-        assert_eq!(card.self_check, vec!["你是否量化过价值？", "竞品具体是哪家？"]);
+        assert_eq!(
+            card.self_check,
+            vec!["你是否量化过价值？", "竞品具体是哪家？"]
+        );
         assert_eq!(card.outward_label, "💬 客户提问");
         assert_eq!(card.outward.len(), 2);
         assert_eq!(card.outward[0].label, "澄清顾虑");

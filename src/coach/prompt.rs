@@ -166,7 +166,12 @@ fn truncate_chars(text: &str, max: usize) -> String {
 }
 
 /// Builds the final user message: the passages, then the seller's message fenced as data.
-fn user_message(message: &str, passages: &[PromptPassage], lang: Lang, budget: &PromptBudget) -> String {
+fn user_message(
+    message: &str,
+    passages: &[PromptPassage],
+    lang: Lang,
+    budget: &PromptBudget,
+) -> String {
     let mut text = String::from("Passages from the Max-Win-Win corpus (id, title, text):\n");
     for (index, passage) in passages.iter().enumerate() {
         text.push_str(&format!(

@@ -27,7 +27,9 @@ pub fn load(corpus_dir: &Path) -> Translations {
             Ok(text) => {
                 translations.insert(id.to_string(), strip_front_matter(&text).to_string());
             }
-            Err(error) => warn!(path = %path.display(), error = %error, "could not read translation"),
+            Err(error) => {
+                warn!(path = %path.display(), error = %error, "could not read translation")
+            }
         }
     }
     translations
@@ -49,7 +51,10 @@ mod tests {
 
     #[test]
     fn strip_front_matter_removes_header() {
-        assert_eq!(strip_front_matter("---\nid: x\n---\n# Title\n"), "# Title\n");
+        assert_eq!(
+            strip_front_matter("---\nid: x\n---\n# Title\n"),
+            "# Title\n"
+        );
         assert_eq!(strip_front_matter("# No header\n"), "# No header\n");
     }
 }
