@@ -247,6 +247,38 @@ mod tests {
     }
 
     #[test]
+    fn example_file_parses() {
+        let text = include_str!("../maxwin.example.toml");
+        let settings = Settings::from_sources(text, None, &[]).unwrap();
+        assert_eq!(settings.server.router.rate_limit.per_minute, 6);
+        assert!(!settings.telegram.enabled);
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let env = env(&[
+            ("MAXWIN_LLM__BASE_URL", "http://127.0.0.1:9/v1"),
+            ("MAXWIN_LLM__MODEL", "m"),
+            ("MAXWIN_LLM__API_KEY", "sk-secret-llm-key"),
+            ("MAXWIN_TELEGRAM__BOT_TOKEN", "123456:telegram-secret-token"),
+        ]);
+        let text = "[wecom.app]\ncorp_id = \"ww1\"\nagent_id = 1\nsecret = \"wecom-app-secret\"\n\
+                    token = \"wecom-callback-token\"\nencoding_aes_key = \"aes-key-secret\"\n";
+        let settings = Settings::from_sources(text, None, &env).unwrap();
+        let printed = format!("{settings:?} {settings:#?}");
+        for secret in [
+            "sk-secret-llm-key",
+            "telegram-secret-token",
+            "wecom-app-secret",
+            "wecom-callback-token",
+            "aes-key-secret",
+        ] {
+            assert!(!printed.contains(secret), "settings printed {secret}");
+        }
+        assert!(printed.contains("[redacted]"));
+    }
+
+    #[test]
     fn broken_file_names_the_path() {
         let error =
             Settings::from_sources("[coach", Some(Path::new("maxwin.toml")), &[]).unwrap_err();
