@@ -1,6 +1,6 @@
 //! Offline retrieval evaluation over a JSONL file of labelled messages.
 //!
-//! Each line holds `qid`, `text`, `relevant` (document ids, best first; empty
+//! Each line contains `qid`, `text`, `relevant` (document ids, best first; empty
 //! for off-topic messages) and optionally `lang`, `also`, `expect`, `note`.
 //! A message is a hit at k when a relevant document, or one with identical
 //! text, is among the first k distinct documents returned.
@@ -32,7 +32,7 @@ pub struct EvalCase {
 }
 
 impl EvalCase {
-    /// Whether the message is labelled as outside sales coaching.
+    /// Returns whether the message is labelled as outside sales coaching.
     pub fn is_off_topic(&self) -> bool {
         self.expect.as_deref() == Some("off_topic") || self.relevant.is_empty()
     }

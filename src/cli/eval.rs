@@ -20,6 +20,18 @@ pub struct EvalRetrievalArgs {
     /// Corpus folder to index.
     #[arg(long, default_value = "corpus")]
     pub corpus: PathBuf,
+    /// Leave out the bilingual vocabulary expansion (for measuring its effect).
+    #[arg(long)]
+    pub no_vocabulary: bool,
+    /// Leave out the documents' scenarios (for measuring their effect).
+    #[arg(long)]
+    pub no_scenarios: bool,
+    /// Leave out Han bigram matching (for measuring its effect).
+    #[arg(long)]
+    pub no_bigrams: bool,
+    /// Weight every field the same (for measuring the field boosts).
+    #[arg(long)]
+    pub no_field_boosts: bool,
     /// Times each message is searched, for stable latency figures.
     #[arg(long, default_value_t = 5)]
     pub timing_rounds: usize,
@@ -29,8 +41,15 @@ pub struct EvalRetrievalArgs {
 pub fn run(args: EvalRetrievalArgs) -> anyhow::Result<()> {
     let cases = load_cases(&args.file)?;
     let corpus = super::corpus::load(&args.corpus)?;
-    let retriever = Retriever::build(&corpus, &RetrievalSettings::default())
-        .context("failed to build the search index")?;
+    let settings = RetrievalSettings {
+        vocabulary: args.no_vocabulary.then_some(false),
+        scenarios: args.no_scenarios.then_some(false),
+        bigrams: args.no_bigrams.then_some(false),
+        field_boosts: args.no_field_boosts.then_some(false),
+        ..RetrievalSettings::default()
+    };
+    let retriever =
+        Retriever::build(&corpus, &settings).context("failed to build the search index")?;
     let report = evaluate(
         &retriever,
         &corpus,

@@ -18,7 +18,7 @@ use super::{CorpusError, DocKind, Lang, derive_title, detect_lang, io_error};
 /// Name of the hand-maintained scenarios file inside the corpus folder.
 pub const SCENARIOS_FILE: &str = "scenarios.toml";
 
-/// What an import did.
+/// Counts of one import run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImportReport {
     pub documents: usize,
@@ -188,15 +188,15 @@ fn split_export(text: &str) -> Result<Vec<RawDocument<'_>>, (usize, String)> {
         if kind != DocKind::Post {
             continue;
         }
-        if let Some(rest) = content.strip_prefix("# 从 ") {
-            if open.is_none() {
-                let name = rest.split_whitespace().next().unwrap_or("");
-                if name.is_empty() {
-                    return Err((line_number, "author line without a name".to_string()));
-                }
-                author = Some(name.to_string());
-                continue;
+        if let Some(rest) = content.strip_prefix("# 从 ")
+            && open.is_none()
+        {
+            let name = rest.split_whitespace().next().unwrap_or("");
+            if name.is_empty() {
+                return Err((line_number, "author line without a name".to_string()));
             }
+            author = Some(name.to_string());
+            continue;
         }
         if let Some(number) = content.strip_prefix("### 提取记录") {
             close(text, &mut open, line_start, &mut documents);
@@ -251,10 +251,10 @@ fn close<'a>(
 /// Trims a body; a post also loses the `---` line that separates it from the next one.
 fn clean_body(body: &str, kind: DocKind) -> &str {
     let mut body = body.trim();
-    if kind == DocKind::Post {
-        if let Some(stripped) = body.strip_suffix("---") {
-            body = stripped.trim();
-        }
+    if kind == DocKind::Post
+        && let Some(stripped) = body.strip_suffix("---")
+    {
+        body = stripped.trim();
     }
     body
 }

@@ -77,7 +77,7 @@ pub struct Document {
     /// Markdown without the front matter, trimmed.
     pub body: String,
     pub path: PathBuf,
-    /// How a seller would describe the situations this document answers.
+    /// How a seller would describe the situations this document covers.
     pub scenarios: Vec<String>,
 }
 
@@ -308,7 +308,8 @@ fn parse_document(text: &str, path: &Path) -> Result<(Document, usize), (usize, 
     ))
 }
 
-/// Returns `true` for Han ideographs (CJK Unified Ideographs and extension A).
+/// Returns `true` for Han ideographs: CJK Unified Ideographs, extension A and
+/// the compatibility block.
 pub fn is_cjk(c: char) -> bool {
     matches!(c, '\u{4e00}'..='\u{9fff}' | '\u{3400}'..='\u{4dbf}' | '\u{f900}'..='\u{faff}')
 }
@@ -325,12 +326,11 @@ pub fn detect_lang(text: &str) -> Lang {
             latin += 1;
         }
     }
-    if cjk > 0 && cjk * 5 >= cjk + latin {
-        Lang::Zh
-    } else if latin == 0 && cjk == 0 {
-        Lang::Zh
-    } else {
+    let mostly_latin = cjk * 5 < cjk + latin;
+    if latin > 0 && mostly_latin {
         Lang::En
+    } else {
+        Lang::Zh
     }
 }
 

@@ -26,7 +26,7 @@ pub fn heading_text(line: &str) -> Option<String> {
 /// Splits a document into passages.
 ///
 /// Posts are one passage. Other documents are cut at every heading outside
-/// fenced code; a heading with no text below it is carried into the next
+/// fenced code. A heading with no text below it is carried into the next
 /// passage's heading, and an over-long section is cut again at blank lines.
 pub fn split_passages(document: &Document) -> Vec<Passage> {
     let body = document.body.trim();

@@ -3,8 +3,9 @@
 //! Documents are split into passages at their headings and indexed with a
 //! custom analyser (NFKC, lowercase, Traditional to Simplified, jieba
 //! search-mode words, English stems, Han bigrams). A message is analysed the
-//! same way, expanded with a bilingual sales vocabulary and run as a boolean
-//! query of boosted term queries; one document's passages collapse to its best.
+//! same way and expanded with a bilingual sales vocabulary. It then runs as a
+//! boolean query of boosted term queries, and one document's passages collapse
+//! to its best.
 
 mod query;
 mod schema;
@@ -38,6 +39,8 @@ pub struct RetrievalSettings {
     pub scenarios: Option<bool>,
     /// Match Han character bigrams (default true).
     pub bigrams: Option<bool>,
+    /// Weight title, scenarios and card question above the body (default true).
+    pub field_boosts: Option<bool>,
 }
 
 const DEFAULT_CANDIDATES: usize = 64;
@@ -49,6 +52,12 @@ impl RetrievalSettings {
 
     fn weights(&self) -> Weights {
         let mut weights = Weights::default();
+        if self.field_boosts == Some(false) {
+            weights.title = weights.body;
+            weights.scenarios = weights.body;
+            weights.question = weights.body;
+            weights.meta_bigrams = weights.body_bigrams;
+        }
         if self.scenarios == Some(false) {
             weights.scenarios = 0.0;
         }
@@ -143,7 +152,7 @@ impl Retriever {
     }
 
     /// Opens the index in `index_dir` when it was built from the same corpus,
-    /// or rebuilds it there. A folder that holds other files is rejected.
+    /// or rebuilds it there. A folder that contains other files is rejected.
     pub fn open_or_build(
         corpus: &Corpus,
         index_dir: &Path,
@@ -304,8 +313,8 @@ impl Retriever {
             let Some(passage) = self.passages.get(number as usize) else {
                 continue;
             };
-            if !best.contains_key(&passage.doc) {
-                best.insert(passage.doc, (score, number as usize));
+            if let std::collections::hash_map::Entry::Vacant(slot) = best.entry(passage.doc) {
+                slot.insert((score, number as usize));
                 order.push(passage.doc);
             }
         }

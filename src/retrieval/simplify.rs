@@ -16,10 +16,9 @@ static MAP: LazyLock<HashMap<char, char>> = LazyLock::new(|| {
             let mut chars = pair.chars();
             if let (Some(traditional), Some(simplified), None) =
                 (chars.next(), chars.next(), chars.next())
+                && traditional != simplified
             {
-                if traditional != simplified {
-                    map.insert(traditional, simplified);
-                }
+                map.insert(traditional, simplified);
             }
         }
     }

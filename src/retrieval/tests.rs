@@ -101,14 +101,17 @@ fn hard_inputs_never_fail() {
         "NOT OR AND",
         long.as_str(),
     ];
+
     for text in cases {
         let result = retriever.search(text, 5);
         assert!(result.hits.len() <= 5, "too many hits for {text:?}");
     }
+
     assert!(retriever.search("", 5).hits.is_empty());
     assert!(retriever.search("", 5).off_topic);
     assert!(retriever.search("的 了 吗 the and of", 5).hits.is_empty());
     assert!(retriever.search("！？。，、；", 5).off_topic);
+
     assert_eq!(
         ids(&retriever.search("title:价格 AND body:(折扣)", 5)).first(),
         Some(&"price")
