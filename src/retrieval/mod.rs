@@ -29,8 +29,6 @@ use schema::Fields;
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetrievalSettings {
-    /// Folder of the on-disk index; `None` keeps the index in memory.
-    pub index_dir: Option<PathBuf>,
     /// Passages fetched before collapsing to documents (default 64).
     pub candidates: Option<usize>,
     /// Expand messages with the bilingual sales vocabulary (default true).
