@@ -17,6 +17,9 @@ use crate::retrieval::Hit;
 
 /// How many of the top hits may supply a standard Q&A card to adapt.
 const QA_CARD_RANK: usize = 3;
+/// A Q&A card below the top hit is adapted only when its score is at least this
+/// share of the top score, so a card that merely shares a few words is not used.
+const QA_CARD_SCORE_SHARE: f32 = 0.75;
 
 /// English versions of corpus documents, keyed by document id.
 pub type Translations = HashMap<String, String>;
@@ -29,10 +32,12 @@ pub fn library_card(
     corpus: &Corpus,
     translations: &Translations,
 ) -> Card {
+    let top_score = hits.first().map_or(0.0, |hit| hit.score);
     let adapted = hits
         .iter()
         .take(QA_CARD_RANK)
         .filter(|hit| hit.kind == DocKind::QaCard)
+        .filter(|hit| hit.score >= top_score * QA_CARD_SCORE_SHARE)
         .find_map(|hit| adapt_qa_card(hit, message, lang, corpus, translations));
 
     let mut card = match adapted {
