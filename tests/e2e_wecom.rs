@@ -26,8 +26,8 @@ use serde_json::json;
 
 use mock_llm::MockResponse;
 use wecom_app::{
-    AES_KEY, AGENT_ID, APP_PATH, BOT_ID, BOT_NAME, BOT_PATH, Backend, Llm, Stack, TOKEN,
-    app_text, bot_text, card_answer, signed_query, streamed, wait_until,
+    AES_KEY, AGENT_ID, APP_PATH, BOT_ID, BOT_NAME, BOT_PATH, Backend, Llm, Stack, TOKEN, app_text,
+    bot_text, card_answer, signed_query, streamed, wait_until,
 };
 
 /// How long the mock LLM waits before answering in the redelivery scenario.
@@ -110,8 +110,8 @@ async fn redelivery_after_restart_ignored(backend: Backend) {
         "重启之前的回答",
         "先确认预算范围。",
     )])];
-    let Some(mut stack) = Stack::start(backend, "redelivery_after_restart", Llm::Scripted(script))
-        .await
+    let Some(mut stack) =
+        Stack::start(backend, "redelivery_after_restart", Llm::Scripted(script)).await
     else {
         return;
     };
@@ -143,7 +143,10 @@ async fn two_msgids_same_second_both_answered(backend: Backend) {
 
     for (msg_id, text) in [
         ("7310000000000000011", PRICE_QUESTION),
-        ("7310000000000000012", "客户又说预算只有五十万，我该怎么谈？"),
+        (
+            "7310000000000000012",
+            "客户又说预算只有五十万，我该怎么谈？",
+        ),
     ] {
         let answered = stack
             .post_app(&app_text("wangwu", msg_id, second, text))
@@ -156,11 +159,17 @@ async fn two_msgids_same_second_both_answered(backend: Backend) {
     assert_eq!(stack.sends().len(), 2);
     let contents: Vec<String> = sends.iter().map(send_content).collect();
     assert_eq!(
-        contents.iter().filter(|c| c.contains("第一条的回答")).count(),
+        contents
+            .iter()
+            .filter(|c| c.contains("第一条的回答"))
+            .count(),
         1
     );
     assert_eq!(
-        contents.iter().filter(|c| c.contains("第二条的回答")).count(),
+        contents
+            .iter()
+            .filter(|c| c.contains("第二条的回答"))
+            .count(),
         1
     );
     assert_eq!(stack.llm.request_count(), 2);
@@ -169,8 +178,7 @@ async fn two_msgids_same_second_both_answered(backend: Backend) {
 }
 
 async fn unanswerable_callbacks_acknowledged(backend: Backend) {
-    let Some(stack) = Stack::start(backend, "unanswerable", Llm::Scripted(Vec::new())).await
-    else {
+    let Some(stack) = Stack::start(backend, "unanswerable", Llm::Scripted(Vec::new())).await else {
         return;
     };
     let created = now();
@@ -269,7 +277,12 @@ async fn long_chinese_answer_split(backend: Backend) {
     };
 
     let answered = stack
-        .post_app(&app_text("zhouba", "7310000000000000041", now(), PRICE_QUESTION))
+        .post_app(&app_text(
+            "zhouba",
+            "7310000000000000041",
+            now(),
+            PRICE_QUESTION,
+        ))
         .await;
     assert_eq!(answered.status, 200);
     wait_for_answers(&stack, 1).await;
@@ -280,7 +293,10 @@ async fn long_chinese_answer_split(backend: Backend) {
         assert_eq!(call.body["msgtype"], "markdown");
         let content = send_content(call);
         assert!(content.len() <= 2048, "a part has {} bytes", content.len());
-        assert!(!content.contains('\u{FFFD}'), "a part has a broken character");
+        assert!(
+            !content.contains('\u{FFFD}'),
+            "a part has a broken character"
+        );
     }
     let joined = without_whitespace(&sends.iter().map(send_content).collect::<String>());
     for expected in [
@@ -328,7 +344,13 @@ async fn private_fact_stays_out_of_group(backend: Backend) {
         let reply = reply.expect("a message gets a stream reply");
         let stream_id = reply["stream"]["id"].as_str().unwrap().to_string();
         let polled = stack.poll_stream(&stream_id, "qianjiu").await;
-        assert!(polled.last().unwrap().0.contains(&format!("第{}次回答", n + 1)));
+        assert!(
+            polled
+                .last()
+                .unwrap()
+                .0
+                .contains(&format!("第{}次回答", n + 1))
+        );
     }
 
     let requests = stack.llm.requests();
@@ -407,16 +429,20 @@ async fn bot_answer_over_stream_cap_continues(backend: Backend) {
     let payload = bot_text(&stack, "zhengshiyi", "bot-cap-1", None, PRICE_QUESTION);
     let (answered, reply) = stack.post_bot(&payload).await;
     assert_eq!(answered.status, 200);
-    let stream_id = reply.unwrap()["stream"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let stream_id = reply.unwrap()["stream"]["id"].as_str().unwrap().to_string();
     let polled = stack.poll_stream(&stream_id, "zhengshiyi").await;
     for (content, _) in &polled {
-        assert!(content.len() <= 20_480, "a refresh has {} bytes", content.len());
+        assert!(
+            content.len() <= 20_480,
+            "a refresh has {} bytes",
+            content.len()
+        );
     }
 
-    wait_until("the response_url follow-up", || !stack.follow_ups().is_empty()).await;
+    wait_until("the response_url follow-up", || {
+        !stack.follow_ups().is_empty()
+    })
+    .await;
     let follow_ups = stack.follow_ups();
     assert_eq!(follow_ups.len(), 1);
     assert_eq!(follow_ups[0].query["response_code"], "bot-cap-1");
@@ -448,18 +474,17 @@ async fn feedback_stored_against_answer(backend: Backend) {
 
     let payload = bot_text(&stack, "fengshier", "bot-feedback-1", None, PRICE_QUESTION);
     let (_, reply) = stack.post_bot(&payload).await;
-    let stream_id = reply.unwrap()["stream"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let stream_id = reply.unwrap()["stream"]["id"].as_str().unwrap().to_string();
     stack.poll_stream(&stream_id, "fengshier").await;
     // The delivery is linked right after the stream finishes; a person clicks later.
-    let linked = format!(
-        "SELECT COUNT(*) FROM deliveries WHERE platform_message_id = '{stream_id}'"
-    );
+    let linked =
+        format!("SELECT COUNT(*) FROM deliveries WHERE platform_message_id = '{stream_id}'");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while stack.count(&linked).await < 1 {
-        assert!(std::time::Instant::now() < deadline, "delivery never linked");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "delivery never linked"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
@@ -500,7 +525,12 @@ async fn llm_down_sends_library_card(backend: Backend) {
     };
 
     let answered = stack
-        .post_app(&app_text("chenshisan", "7310000000000000051", now(), PRICE_QUESTION))
+        .post_app(&app_text(
+            "chenshisan",
+            "7310000000000000051",
+            now(),
+            PRICE_QUESTION,
+        ))
         .await;
     assert_eq!(answered.status, 200);
     wait_for_answers(&stack, 1).await;

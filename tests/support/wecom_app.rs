@@ -268,7 +268,10 @@ names = ["{BOT_NAME}"]
 
     /// Returns a response URL for the AI robot that points at the mock API.
     pub fn response_url(&self, code: &str) -> String {
-        format!("{}{RESPONSE_URL_PATH}?response_code={code}", self.wecom_base)
+        format!(
+            "{}{RESPONSE_URL_PATH}?response_code={code}",
+            self.wecom_base
+        )
     }
 
     /// Sends a request and measures how long the daemon took to answer.
@@ -322,7 +325,9 @@ names = ["{BOT_NAME}"]
             return (answered, None);
         }
         let envelope: Value = serde_json::from_str(&answered.body).expect("the reply is JSON");
-        let encrypt = envelope["encrypt"].as_str().expect("the reply is encrypted");
+        let encrypt = envelope["encrypt"]
+            .as_str()
+            .expect("the reply is encrypted");
         let timestamp = envelope["timestamp"].to_string();
         let nonce = envelope["nonce"].as_str().unwrap();
         assert_eq!(
@@ -330,7 +335,10 @@ names = ["{BOT_NAME}"]
             self.bot_crypto.sign(&timestamp, nonce, encrypt),
             "the reply signature is valid"
         );
-        let plain = self.bot_crypto.decrypt(encrypt).expect("the reply decrypts");
+        let plain = self
+            .bot_crypto
+            .decrypt(encrypt)
+            .expect("the reply decrypts");
         let reply = serde_json::from_str(&plain).expect("the decrypted reply is JSON");
         (answered, Some(reply))
     }
