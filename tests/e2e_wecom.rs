@@ -30,14 +30,14 @@ use wecom_app::{
     bot_text, card_answer, signed_query, streamed, wait_until,
 };
 
-/// How long the mock LLM waits before answering in the redelivery scenario.
-/// WeCom redelivers after 5 s; a few seconds are enough for three deliveries to
-/// overlap one answer in progress while keeping the suite fast.
+/// How long the mock LLM waits before it responds in the redelivery scenario.
+/// WeCom redelivers after 5 s, but a few seconds are enough for three deliveries
+/// to overlap one answer in progress, and they keep the suite fast.
 const LLM_DELAY: Duration = Duration::from_secs(3);
 /// How long a test waits to be sure that nothing more is sent.
 const QUIET: Duration = Duration::from_millis(500);
 
-/// The acknowledgement WeCom needs within its 5 s deadline; the suite asks for 1 s.
+/// The max acknowledgement time. WeCom waits 5 s, and the suite requires 1 s.
 const ACK_LIMIT: Duration = Duration::from_secs(1);
 
 const PRICE_QUESTION: &str = "客户说我们的报价比竞品高，要求打八折，我该怎么回复？";

@@ -1,7 +1,12 @@
-//! The whole daemon wired for WeCom, for end-to-end tests: the real coach over
-//! the committed corpus (index in memory), a real store (SQLite file or a fresh
-//! PostgreSQL database), the router and HTTP server on 127.0.0.1:0 with the WeCom
-//! routes merged as `maxwin serve` does, a mock WeCom API and a mock LLM.
+//! The whole daemon wired for WeCom, for end-to-end tests.
+//!
+//! A stack runs the real coach over the committed corpus (index in memory) and
+//! a real store (SQLite file or a fresh PostgreSQL database). The router and HTTP
+//! server listen on 127.0.0.1:0 with the WeCom routes merged as `maxwin serve`
+//! merges them. A mock WeCom API and a mock LLM stand in for the outside world.
+//!
+//! NOTE: the daemon is assembled here like `src/cli/serve.rs` assembles it, so a
+//! change to that wiring must be repeated in `Stack::start_daemon`.
 //!
 //! The test binary must also include `support/mock_llm.rs` as `mock_llm`,
 //! `support/store.rs` as `test_store` and the WeCom adapter's
@@ -83,16 +88,16 @@ pub struct Stack {
     http: reqwest::Client,
 }
 
-/// An HTTP response as the test sees it, with the time it took.
+/// An HTTP response received by the test, with its round-trip time.
 #[derive(Debug)]
-pub struct Answered {
+pub struct HttpResponse {
     pub status: u16,
     pub body: String,
     pub elapsed: Duration,
 }
 
-/// The corpus, index and translations, loaded once per test binary because
-/// building the index is the slowest part of a stack.
+/// Loads the corpus, index and translations once per test binary, because
+/// building the index is the slowest step of starting a stack.
 fn knowledge() -> &'static (Knowledge, Arc<Translations>) {
     static KNOWLEDGE: OnceLock<(Knowledge, Arc<Translations>)> = OnceLock::new();
     KNOWLEDGE.get_or_init(|| {
@@ -274,13 +279,13 @@ names = ["{BOT_NAME}"]
         )
     }
 
-    /// Sends a request and measures how long the daemon took to answer.
-    async fn send(&self, request: reqwest::RequestBuilder) -> Answered {
+    /// Sends a request and measures the round-trip time.
+    async fn send(&self, request: reqwest::RequestBuilder) -> HttpResponse {
         let started = Instant::now();
         let response = request.send().await.expect("the daemon answers HTTP");
         let status = response.status().as_u16();
         let body = response.text().await.expect("the response has a body");
-        Answered {
+        HttpResponse {
             status,
             body,
             elapsed: started.elapsed(),
@@ -288,18 +293,23 @@ names = ["{BOT_NAME}"]
     }
 
     /// POSTs a raw body to `path` with these query pairs.
-    pub async fn post_raw(&self, path: &str, query: &[(&str, String)], body: String) -> Answered {
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        body: String,
+    ) -> HttpResponse {
         self.send(self.http.post(self.url(path)).query(query).body(body))
             .await
     }
 
     /// GETs `path` with these query pairs.
-    pub async fn get(&self, path: &str, query: &[(&str, String)]) -> Answered {
+    pub async fn get(&self, path: &str, query: &[(&str, String)]) -> HttpResponse {
         self.send(self.http.get(self.url(path)).query(query)).await
     }
 
     /// Encrypts and signs an app callback with `crypto`, then POSTs it.
-    pub async fn post_app_with(&self, crypto: &WecomCrypto, inner_xml: &str) -> Answered {
+    pub async fn post_app_with(&self, crypto: &WecomCrypto, inner_xml: &str) -> HttpResponse {
         let encrypt = crypto.encrypt(inner_xml);
         let body = format!(
             "<xml><ToUserName><![CDATA[{CORP_ID}]]></ToUserName><AgentID><![CDATA[{AGENT_ID}]]></AgentID><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
@@ -309,13 +319,13 @@ names = ["{BOT_NAME}"]
     }
 
     /// Encrypts and signs an app callback as WeCom does, then POSTs it.
-    pub async fn post_app(&self, inner_xml: &str) -> Answered {
+    pub async fn post_app(&self, inner_xml: &str) -> HttpResponse {
         self.post_app_with(&self.app_crypto, inner_xml).await
     }
 
     /// Encrypts and signs an AI robot callback, POSTs it and decrypts the reply;
     /// the reply is `None` for an empty body.
-    pub async fn post_bot(&self, payload: &Value) -> (Answered, Option<Value>) {
+    pub async fn post_bot(&self, payload: &Value) -> (HttpResponse, Option<Value>) {
         let encrypt = self.bot_crypto.encrypt(&payload.to_string());
         let query = signed_query(&self.bot_crypto, &encrypt);
         let answered = self

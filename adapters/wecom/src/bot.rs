@@ -555,9 +555,9 @@ impl WecomBotSink {
 
 /// Splits a final answer into the stream content and the follow-up, if any.
 ///
-/// The stream takes as much as fits, cut at the last line break when the rest
-/// still fits in the one follow-up, and inside the line otherwise: a long
-/// paragraph must not push the whole tail into the follow-up and get cut there.
+/// The stream takes as much as fits. It is cut at the last line break when the
+/// rest still fits in the one follow-up, and inside the line otherwise, so that a
+/// long paragraph does not push the whole tail into the follow-up, which is cut.
 fn split_final(markdown: &str) -> (String, Option<String>) {
     if markdown.len() <= STREAM_MAX_BYTES {
         return (markdown.to_string(), None);
@@ -649,10 +649,10 @@ mod tests {
 
         assert!(first.len() <= STREAM_MAX_BYTES);
         assert!(rest.len() <= STREAM_MAX_BYTES);
-        let shown = first
+        let stream_text = first
             .strip_suffix(CONTINUED_NOTE)
             .expect("the note ends the stream");
-        let joined: String = format!("{shown}{rest}")
+        let joined: String = format!("{stream_text}{rest}")
             .chars()
             .filter(|c| !c.is_whitespace())
             .collect();
@@ -668,11 +668,11 @@ mod tests {
         let (first, rest) = split_final(&markdown);
         let rest = rest.expect("a follow-up");
 
-        let shown = first.strip_suffix(CONTINUED_NOTE).unwrap();
-        assert!(shown.ends_with('。'), "cut at a line end");
+        let stream_text = first.strip_suffix(CONTINUED_NOTE).unwrap();
+        assert!(stream_text.ends_with('。'), "cut at a line end");
         assert!(rest.starts_with('先'));
         assert!(
-            format!("{shown}\n{rest}") == markdown,
+            format!("{stream_text}\n{rest}") == markdown,
             "nothing lost at the cut"
         );
     }
