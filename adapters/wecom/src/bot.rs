@@ -554,14 +554,22 @@ impl WecomBotSink {
 }
 
 /// Splits a final answer into the stream content and the follow-up, if any.
+///
+/// The stream takes as much as fits. It is cut at the last line break when the
+/// rest still fits in the one follow-up, and inside the line otherwise, so that a
+/// long paragraph does not push the whole tail into the follow-up, which is cut.
 fn split_final(markdown: &str) -> (String, Option<String>) {
     if markdown.len() <= STREAM_MAX_BYTES {
         return (markdown.to_string(), None);
     }
-    let chunks = crate::render::split_bytes(markdown, STREAM_MAX_BYTES - CONTINUED_NOTE.len());
-    let mut first = chunks.first().cloned().unwrap_or_default();
+    let room = truncate_bytes(markdown, STREAM_MAX_BYTES - CONTINUED_NOTE.len()).len();
+    let cut = markdown[..room]
+        .rfind('\n')
+        .filter(|&at| markdown.len() - at - 1 <= STREAM_MAX_BYTES)
+        .unwrap_or(room);
+    let mut first = markdown[..cut].trim_end_matches('\n').to_string();
     first.push_str(CONTINUED_NOTE);
-    let rest = chunks[1..].join("\n");
+    let rest = markdown[cut..].trim_start_matches('\n').to_string();
     if rest.len() > STREAM_MAX_BYTES {
         // NOTE: response_url works once, so text beyond two 20 KB messages is cut.
         tracing::warn!(
@@ -622,5 +630,50 @@ impl ReplySink for WecomBotSink {
         Ok(Delivered {
             message_ids: vec![self.stream_id.clone()],
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_final_keeps_long_line_whole() {
+        let long_line = "第一步复述顾虑并给案例。".repeat(650);
+        let markdown = format!("# 标题\n\n**诊断：** 短\n\n* {long_line}\n\n### 后续策略\n* 收尾");
+        assert!(markdown.len() > STREAM_MAX_BYTES);
+        assert!(markdown.len() < 2 * STREAM_MAX_BYTES - CONTINUED_NOTE.len());
+
+        let (first, rest) = split_final(&markdown);
+        let rest = rest.expect("a follow-up");
+
+        assert!(first.len() <= STREAM_MAX_BYTES);
+        assert!(rest.len() <= STREAM_MAX_BYTES);
+        let stream_text = first
+            .strip_suffix(CONTINUED_NOTE)
+            .expect("the note ends the stream");
+        let joined: String = format!("{stream_text}{rest}")
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        let expected: String = markdown.chars().filter(|c| !c.is_whitespace()).collect();
+        assert_eq!(joined, expected);
+    }
+
+    #[test]
+    fn split_final_prefers_line_break() {
+        let line = "先确认客户的真实顾虑。\n";
+        let markdown = line.repeat(STREAM_MAX_BYTES / line.len() + 10);
+
+        let (first, rest) = split_final(&markdown);
+        let rest = rest.expect("a follow-up");
+
+        let stream_text = first.strip_suffix(CONTINUED_NOTE).unwrap();
+        assert!(stream_text.ends_with('。'), "cut at a line end");
+        assert!(rest.starts_with('先'));
+        assert!(
+            format!("{stream_text}\n{rest}") == markdown,
+            "nothing lost at the cut"
+        );
     }
 }
