@@ -73,7 +73,8 @@ CREATE INDEX deliveries_message_id ON deliveries (platform, tenant, platform_mes
 
 CREATE TABLE feedback (
     id               BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    answer_id        BIGINT      NOT NULL REFERENCES messages (id),
+    -- NULL for a written `/feedback` comment that rates no particular answer.
+    answer_id        BIGINT      REFERENCES messages (id),
     platform         TEXT        NOT NULL,
     tenant           TEXT        NOT NULL,
     chat             TEXT        NOT NULL,

@@ -74,7 +74,8 @@ CREATE INDEX deliveries_message_id ON deliveries (platform, tenant, platform_mes
 
 CREATE TABLE feedback (
     id               INTEGER PRIMARY KEY,
-    answer_id        INTEGER NOT NULL REFERENCES messages (id),
+    -- NULL for a written `/feedback` comment that rates no particular answer.
+    answer_id        INTEGER REFERENCES messages (id),
     platform         TEXT    NOT NULL,
     tenant           TEXT    NOT NULL,
     chat             TEXT    NOT NULL,

@@ -21,6 +21,9 @@ const QA_CARD_RANK: usize = 3;
 /// share of the top score, so a card that merely shares a few words is not used.
 const QA_CARD_SCORE_SHARE: f32 = 0.75;
 
+/// Terms a passage sentence must share with the message to be quoted.
+const MIN_SHARED_TERMS: usize = 2;
+
 /// English versions of corpus documents, keyed by document id.
 pub type Translations = HashMap<String, String>;
 
@@ -128,10 +131,23 @@ fn truncate(text: &str, max_chars: usize) -> String {
     out
 }
 
+/// Shortens English text at a word boundary.
+fn truncate_words(text: &str, max_chars: usize) -> String {
+    if text.chars().count() <= max_chars {
+        return text.to_string();
+    }
+    let cut: String = text.chars().take(max_chars).collect();
+    let end = cut.rfind(' ').unwrap_or(cut.len());
+    format!("{}…", cut[..end].trim_end_matches([',', ';', ':']))
+}
+
 fn assemble(message: &str, lang: Lang, hits: &[Hit]) -> Card {
     let playbook = playbook::matching(message);
     let pick = |pair: (&str, &str)| lang.pick(pair.0, pair.1).to_string();
-    let short = truncate(message.trim(), 24);
+    let short = match lang {
+        Lang::Zh => truncate(message.trim(), 24),
+        Lang::En => truncate_words(message.trim(), 48),
+    };
 
     let title = match lang {
         Lang::Zh => format!("应对思路：{short}"),
@@ -218,12 +234,12 @@ fn diagnosis(lang: Lang, matched: bool, insights: &[(String, String)]) -> String
         (Lang::Zh, true) => {
             "这是 B2B 销售中常见的局面，关键是先弄清真实的信号和决策链，而不是急于回应表面的要求。"
         }
-        (Lang::Zh, false) => "知识库中没有与此完全对应的标准问答，下面是最接近的经验。",
+        (Lang::Zh, false) => "知识库中没有与此完全对应的标准问答，以下思路结合了通用的顾问式销售原则和最接近的经验。",
         (Lang::En, true) => {
             "This is a common B2B situation: first read the real signal and the buying group, rather than reacting to the surface request."
         }
         (Lang::En, false) => {
-            "The library has no standard Q&A card for exactly this; here is the closest experience it holds."
+            "The library has no standard Q&A card for exactly this, so this card applies general consultative-selling principles. The closest material is listed under Sources (mostly in Chinese)."
         }
     };
     let mut text = opening.to_string();
@@ -245,7 +261,9 @@ fn insights(message: &str, lang: Lang, hits: &[Hit]) -> Vec<(String, String)> {
     ranked
         .into_iter()
         .filter(|hit| hit.lang == lang || lang == Lang::Zh)
-        .filter_map(|hit| best_sentence(&hit.text, &terms).map(|s| (hit.title.clone(), s)))
+        .filter_map(|hit| {
+            best_sentence(&hit.text, &hit.title, &terms).map(|s| (hit.title.clone(), s))
+        })
         .take(2)
         .collect()
 }
@@ -272,19 +290,23 @@ fn strip_markup(text: &str) -> String {
         .to_string()
 }
 
-fn best_sentence(text: &str, terms: &[String]) -> Option<String> {
+/// Picks the sentence of `text` that shares the most terms with the message; it
+/// must share at least two and must not merely repeat the title.
+fn best_sentence(text: &str, title: &str, terms: &[String]) -> Option<String> {
+    let title = strip_markup(title);
+    let title = title.trim_end_matches(['。', '！', '？', '.', '!', '?', '；', ';']);
     let sentences = text
         .split(['。', '！', '？', '!', '?', '；', '\n'])
         .map(strip_markup)
         .filter(|s| {
             let n = s.chars().count();
-            (12..=140).contains(&n) && !s.starts_with('[') && !s.ends_with('：')
+            (12..=140).contains(&n) && !s.starts_with('[') && !s.ends_with('：') && s != title
         });
     let mut best: Option<(usize, String)> = None;
     for sentence in sentences {
         let lower = sentence.to_lowercase();
         let score = terms.iter().filter(|t| lower.contains(t.as_str())).count();
-        if best.as_ref().is_none_or(|(s, _)| score > *s) {
+        if score >= MIN_SHARED_TERMS && best.as_ref().is_none_or(|(s, _)| score > *s) {
             best = Some((score, sentence));
         }
     }

@@ -84,7 +84,8 @@ pub trait Store: Send + Sync {
     ///
     /// The answer is looked up by platform, tenant, `feedback.conversation` and
     /// message id, so `conversation` must be the chat id that the answer's
-    /// [`ConversationKey::chat`] had.
+    /// [`ConversationKey::chat`] had. A comment with an empty `answer_message_id`
+    /// is stored as general feedback on the conversation, linked to no answer.
     async fn record_feedback(&self, feedback: &Feedback) -> Result<bool, StoreError>;
 
     /// Runs `SELECT 1` to check that the database is reachable, for readiness probes.

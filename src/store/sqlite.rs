@@ -345,7 +345,12 @@ impl Store for SqliteStore {
     async fn record_feedback(&self, feedback: &Feedback) -> Result<bool, StoreError> {
         let tenant = clean_text(&feedback.tenant);
         let chat = clean_text(&feedback.conversation);
-        let answer_id: Option<i64> = sqlx::query_scalar(
+        // A written comment (`/feedback …`) refers to no particular answer.
+        let general_comment = feedback.answer_message_id.is_empty() && feedback.comment.is_some();
+        let answer_id: Option<i64> = if general_comment {
+            None
+        } else {
+            sqlx::query_scalar(
             "SELECT answer_id FROM deliveries
              WHERE platform = ? AND tenant = ? AND chat = ? AND platform_message_id = ?",
         )
@@ -354,10 +359,11 @@ impl Store for SqliteStore {
         .bind(&chat)
         .bind(clean_text(&feedback.answer_message_id))
         .fetch_optional(&self.pool)
-        .await?;
-        let Some(answer_id) = answer_id else {
-            return Ok(false);
+        .await?
         };
+        if answer_id.is_none() && !general_comment {
+            return Ok(false);
+        }
 
         let result = sqlx::query(
             "INSERT INTO feedback (answer_id, platform, tenant, chat, platform_user_id, rating,
