@@ -402,8 +402,8 @@ async fn injection_stays_data(db: &TestStore) {
     }
 
     let requests = mock.requests();
-    // The retriever may already call the first message off-topic; then no
-    // request goes out, which also keeps the prompt safe.
+    // When the retriever already calls the first message off-topic, no request
+    // goes out for it, which also keeps the prompt safe.
     for request in &requests {
         let messages = request_messages(&request.json);
         let (role, system) = &messages[0];

@@ -105,7 +105,7 @@ fn next_message_id() -> String {
     format!("m{}", COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
-/// A Telegram message from `user` in a one-to-one chat with the bot.
+/// Builds a Telegram message from `user` in a one-to-one chat with the bot.
 pub fn direct(user: &str, text: &str) -> Inbound {
     Inbound {
         platform: Platform::Telegram,
@@ -123,7 +123,7 @@ pub fn direct(user: &str, text: &str) -> Inbound {
     }
 }
 
-/// A Telegram message from `user` in the group chat `chat`, addressed to the bot.
+/// Builds a Telegram message from `user` in the group chat `chat`, addressed to the bot.
 pub fn group(chat: &str, user: &str, text: &str) -> Inbound {
     Inbound {
         conversation: chat.to_string(),
@@ -134,6 +134,8 @@ pub fn group(chat: &str, user: &str, text: &str) -> Inbound {
 }
 
 /// One call the coach made on a sink.
+// A test records a handful of calls, so the unboxed reply costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum SinkCall {
     Start,
@@ -149,7 +151,7 @@ pub struct RecordingSink {
 }
 
 impl RecordingSink {
-    /// A sink that accepts progress updates without throttling.
+    /// Creates a sink that accepts progress updates without throttling.
     pub fn new() -> Self {
         RecordingSink {
             calls: Vec::new(),
@@ -159,7 +161,7 @@ impl RecordingSink {
         }
     }
 
-    /// A sink that declares no preview, like a terminal in `--json` mode.
+    /// Creates a sink that declares no preview, like a terminal in `--json` mode.
     pub fn without_progress() -> Self {
         RecordingSink {
             calls: Vec::new(),
@@ -178,7 +180,7 @@ impl RecordingSink {
             .collect()
     }
 
-    /// Returns the final reply; panics unless `finish` was called exactly once, last.
+    /// Returns the final reply. Panics unless `finish` was called exactly once, last.
     pub fn reply(&self) -> &Reply {
         let finishes = self
             .calls
@@ -192,7 +194,7 @@ impl RecordingSink {
         }
     }
 
-    /// Returns the final card; panics when the reply is text.
+    /// Returns the final card. Panics when the reply is text.
     pub fn card(&self) -> &Card {
         match self.reply() {
             Reply::Card(card) => card,
