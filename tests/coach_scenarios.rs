@@ -495,3 +495,45 @@ async fn history_follows_conversation(db: &TestStore) {
     assert_eq!(group_messages.len(), 2, "system and the new message only");
 }
 on_both_backends!(history_follows_conversation);
+
+async fn retry_after_cut_restarts_progress(db: &TestStore) {
+    let top = retrieved_ids(PRICE_QUESTION);
+    let markdown = zh_card_markdown(&[(&top[0], "价格顾虑")]);
+    let cut = streamed(&markdown).cut_after_text("关键破局提问");
+    let mock = MockLlm::start(vec![cut, streamed(&markdown)]).await;
+    let mut settings = coach::llm_settings(&mock.base_url());
+    settings.max_retries = 1;
+    let llm = maxwin_coach::llm::LlmClient::new(&settings)
+        .unwrap()
+        .unwrap();
+    let coach = coach::coach(db.store.clone(), Some(llm));
+    let msg = direct("kate", PRICE_QUESTION);
+    let mut sink = RecordingSink::new();
+
+    let outcome = coach.handle(&msg, &mut sink).await.expect("delivered");
+
+    assert_eq!(mock.request_count(), 2);
+    let progress = sink.progress_texts();
+    let shrinks = progress
+        .windows(2)
+        .filter(|pair| !pair[1].starts_with(&pair[0]))
+        .count();
+    assert!(
+        shrinks >= 1,
+        "the preview must restart when the retry begins: {progress:?}"
+    );
+    let last = progress.last().expect("progress was shown");
+    assert_eq!(
+        last.matches(MODEL_TITLE).count(),
+        1,
+        "the retried answer is not appended to the cut one: {last}"
+    );
+
+    let card = sink.card();
+    assert_eq!(card.origin, CardOrigin::Tailored);
+    assert!(card.is_complete(), "missing: {:?}", card.missing_parts());
+    assert_eq!(outcome.kind, ReplyKind::Card);
+    let turns = stored_turns(db, &msg).await;
+    assert_eq!(turns[0].reply_kind, ReplyKind::Card);
+}
+on_both_backends!(retry_after_cut_restarts_progress);
