@@ -438,7 +438,7 @@ async fn injection_stays_data(db: &TestStore) {
     }
 
     assert!(
-        fenced_texts.iter().any(|text| *text == wrapped),
+        fenced_texts.contains(&wrapped),
         "the injection reaches the model inside the fence: {fenced_texts:?}"
     );
     let neutralised =
