@@ -254,7 +254,11 @@ impl Coach {
         conversation_id: Option<i64>,
         lang_override: Option<Lang>,
     ) -> Reply {
-        let lang = lang_override.unwrap_or(self.settings.default_lang);
+        // The command word is the same in both languages, so only its argument
+        // (a comment, a question) can tell which language the user writes.
+        let lang = lang_override.unwrap_or_else(|| {
+            lang::detect(command_argument(&msg.text), self.settings.default_lang)
+        });
         let text = |zh: &str, en: &str| Reply::Text {
             kind: ReplyKind::Command,
             lang,
@@ -528,6 +532,13 @@ pub fn conversation_key(msg: &Inbound) -> ConversationKey {
         thread: msg.thread.clone(),
         user: msg.is_direct.then(|| msg.user.clone()),
     }
+}
+
+/// Returns the text after the command word, or "" when there is none.
+fn command_argument(text: &str) -> &str {
+    let text = text.trim_start();
+    text.find(char::is_whitespace)
+        .map_or("", |index| text[index..].trim())
 }
 
 fn off_topic_reply(lang: Lang) -> Reply {
