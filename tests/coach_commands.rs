@@ -287,9 +287,4 @@ async fn feedback_comment_is_stored(db: &TestStore) {
     );
 }
 
-#[tokio::test]
-#[ignore = "store::record_feedback drops a /feedback comment: it has no answer message id, and feedback.answer_id is NOT NULL"]
-async fn feedback_comment_is_stored_sqlite() {
-    let db = TestStore::sqlite().await;
-    feedback_comment_is_stored(&db).await;
-}
+on_both_backends!(feedback_comment_is_stored);

@@ -234,7 +234,9 @@ fn diagnosis(lang: Lang, matched: bool, insights: &[(String, String)]) -> String
         (Lang::Zh, true) => {
             "这是 B2B 销售中常见的局面，关键是先弄清真实的信号和决策链，而不是急于回应表面的要求。"
         }
-        (Lang::Zh, false) => "知识库中没有与此完全对应的标准问答，以下思路结合了通用的顾问式销售原则和最接近的经验。",
+        (Lang::Zh, false) => {
+            "知识库中没有与此完全对应的标准问答，以下思路结合了通用的顾问式销售原则和最接近的经验。"
+        }
         (Lang::En, true) => {
             "This is a common B2B situation: first read the real signal and the buying group, rather than reacting to the surface request."
         }

@@ -274,14 +274,33 @@ pub const PLAYBOOKS: &[Playbook] = &[
         ),
     },
     Playbook {
-        keywords: &["吃饭", "饭局", "饭桌", "请客", "喝酒", "拼酒", "酒量", "应酬", "送礼", "关系", "guanxi", "dinner", "drinking", "banquet", "gift"],
+        keywords: &[
+            "吃饭", "饭局", "饭桌", "请客", "喝酒", "拼酒", "酒量", "应酬", "送礼", "关系",
+            "guanxi", "dinner", "drinking", "banquet", "gift",
+        ],
         stage: ("推进中", "In progress"),
         self_check: &[
-            ("这次见面你想让对方记住什么：你的专业、你的可靠，还是只是热闹？", "What should the client remember from this meeting: your expertise, your reliability, or just a pleasant evening?"),
-            ("你在关系上的投入，有没有同时推进对方的业务问题和决策进程？", "Does the time you invest in the relationship also move the client's business problem and decision forward?"),
+            (
+                "这次见面你想让对方记住什么：你的专业、你的可靠，还是只是热闹？",
+                "What should the client remember from this meeting: your expertise, your reliability, or just a pleasant evening?",
+            ),
+            (
+                "你在关系上的投入，有没有同时推进对方的业务问题和决策进程？",
+                "Does the time you invest in the relationship also move the client's business problem and decision forward?",
+            ),
         ],
-        action_now: ("以素养赢得信任", "守时、礼貌、照顾每一位在场的人，不拼酒、不夸口；把话题落在对方的业务和个人目标上，事后当天发一条简短的感谢。", "Win trust with good manners", "Be punctual and courteous to everyone at the table, skip drinking contests and boasting, keep the talk on the client's business and goals, and send a short thank-you the same day."),
-        action_later: ("把关系转化为进展", "一周内用一份与对方问题相关的材料或一次现场调研跟进，让关系落到具体的下一步上。", "Turn the relationship into progress", "Within a week, follow up with material or a site visit tied to the client's problem, so the relationship leads to a concrete next step."),
+        action_now: (
+            "以素养赢得信任",
+            "守时、礼貌、照顾每一位在场的人，不拼酒、不夸口；把话题落在对方的业务和个人目标上，事后当天发一条简短的感谢。",
+            "Win trust with good manners",
+            "Be punctual and courteous to everyone at the table, skip drinking contests and boasting, keep the talk on the client's business and goals, and send a short thank-you the same day.",
+        ),
+        action_later: (
+            "把关系转化为进展",
+            "一周内用一份与对方问题相关的材料或一次现场调研跟进，让关系落到具体的下一步上。",
+            "Turn the relationship into progress",
+            "Within a week, follow up with material or a site visit tied to the client's problem, so the relationship leads to a concrete next step.",
+        ),
     },
     Playbook {
         keywords: &["面试", "求职", "跳槽", "简历", "interview", "job", "hiring"],

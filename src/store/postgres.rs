@@ -299,15 +299,15 @@ impl Store for PostgresStore {
             None
         } else {
             sqlx::query_scalar(
-            "SELECT answer_id FROM deliveries
+                "SELECT answer_id FROM deliveries
              WHERE platform = $1 AND tenant = $2 AND chat = $3 AND platform_message_id = $4",
-        )
-        .bind(feedback.platform.as_str())
-        .bind(&tenant)
-        .bind(&chat)
-        .bind(clean_text(&feedback.answer_message_id))
-        .fetch_optional(&self.pool)
-        .await?
+            )
+            .bind(feedback.platform.as_str())
+            .bind(&tenant)
+            .bind(&chat)
+            .bind(clean_text(&feedback.answer_message_id))
+            .fetch_optional(&self.pool)
+            .await?
         };
         if answer_id.is_none() && !general_comment {
             return Ok(false);

@@ -351,15 +351,15 @@ impl Store for SqliteStore {
             None
         } else {
             sqlx::query_scalar(
-            "SELECT answer_id FROM deliveries
+                "SELECT answer_id FROM deliveries
              WHERE platform = ? AND tenant = ? AND chat = ? AND platform_message_id = ?",
-        )
-        .bind(feedback.platform.as_str())
-        .bind(&tenant)
-        .bind(&chat)
-        .bind(clean_text(&feedback.answer_message_id))
-        .fetch_optional(&self.pool)
-        .await?
+            )
+            .bind(feedback.platform.as_str())
+            .bind(&tenant)
+            .bind(&chat)
+            .bind(clean_text(&feedback.answer_message_id))
+            .fetch_optional(&self.pool)
+            .await?
         };
         if answer_id.is_none() && !general_comment {
             return Ok(false);
