@@ -29,7 +29,7 @@ pub const DEFAULT_CONFIG_FILE: &str = "maxwin.toml";
 pub struct Settings {
     /// The folder of Markdown corpus documents.
     pub corpus_dir: PathBuf,
-    /// Where the search index is kept between runs; rebuilt when the corpus changes.
+    /// The folder of the on-disk search index, rebuilt when the corpus changes.
     pub index_dir: PathBuf,
     /// `sqlite://path` (created on first run) or `postgres://…`.
     pub database_url: String,

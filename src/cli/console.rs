@@ -9,7 +9,7 @@ use maxwin_channel::{
     Delivered, LengthUnit, ProgressStyle, Reply, ReplySink, SinkCapabilities, SinkError, render,
 };
 
-/// How the final reply is printed.
+/// The format of the printed reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
 pub enum OutputFormat {
     #[default]

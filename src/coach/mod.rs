@@ -59,7 +59,7 @@ impl Default for CoachSettings {
     }
 }
 
-/// What happened to one message, for the router's metrics.
+/// The result of handling one message, for the router's metrics.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
     pub kind: ReplyKind,
