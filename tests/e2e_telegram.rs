@@ -139,6 +139,7 @@ async fn private_chat_streams_card(backend: Backend, test: &str) {
 
     app.send_text(1, PRIVATE_CHAT, 10, QUESTION);
     app.wait_for_cards(PRIVATE_CHAT, 1).await;
+    let answers = app.wait_for_answers(1).await;
 
     let actions = calls_in(&app, "sendChatAction", PRIVATE_CHAT);
     assert_eq!(actions.len(), 1);
@@ -192,7 +193,6 @@ async fn private_chat_streams_card(backend: Backend, test: &str) {
     assert_eq!(turns[0].user_id, "42");
     assert_eq!(turns[0].reply_kind, ReplyKind::Card);
     assert!(turns[0].reply_text.contains("客户嫌贵，先别降价"));
-    let answers = app.answers().await;
     assert_eq!(
         app.deliveries(answers[0].0).await,
         [format!("{PRIVATE_CHAT}:{preview_id}")]
@@ -208,6 +208,7 @@ async fn group_mention_is_stripped(backend: Backend, test: &str) {
 
     app.send_mention(1, GROUP_CHAT, 20, BOT_USERNAME, QUESTION);
     let cards = app.wait_for_cards(GROUP_CHAT, 1).await;
+    app.wait_for_answers(1).await;
 
     assert!(text_of(&cards[0]).starts_with("<b>群里的问题</b>"));
     let first = &app.outgoing(GROUP_CHAT)[0];
@@ -313,6 +314,7 @@ async fn repeated_update_is_answered_once(backend: Backend, test: &str) {
     app.send_text(2, PRIVATE_CHAT, 60, QUESTION);
     app.send_text(3, PRIVATE_CHAT, 61, SECOND_QUESTION);
     app.wait_for_cards(PRIVATE_CHAT, 2).await;
+    app.wait_for_answers(2).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     assert_eq!(app.cards(PRIVATE_CHAT).len(), 2);
@@ -336,6 +338,7 @@ async fn long_card_is_split_and_escaped(backend: Backend, test: &str) {
 
     app.send_text(1, PRIVATE_CHAT, 70, QUESTION);
     app.wait_for_cards(PRIVATE_CHAT, 1).await;
+    let answers = app.wait_for_answers(1).await;
 
     let outgoing = app.outgoing(PRIVATE_CHAT);
     for call in &outgoing {
@@ -365,7 +368,6 @@ async fn long_card_is_split_and_escaped(backend: Backend, test: &str) {
         squeeze(&shown).contains(&squeeze(&diagnosis)),
         "the whole diagnosis reaches the user"
     );
-    let answers = app.answers().await;
     assert_eq!(app.deliveries(answers[0].0).await.len(), finals.len());
 
     app.shutdown().await.unwrap();
@@ -382,6 +384,7 @@ async fn retry_after_is_honoured(backend: Backend, test: &str) {
 
     app.send_text(1, PRIVATE_CHAT, 80, QUESTION);
     let cards = app.wait_for_cards(PRIVATE_CHAT, 1).await;
+    app.wait_for_answers(1).await;
 
     assert!(text_of(&cards[0]).starts_with("<b>限流之后</b>"));
     let outgoing = app.outgoing(PRIVATE_CHAT);
@@ -412,7 +415,7 @@ async fn feedback_button_is_stored(backend: Backend, test: &str) {
     app.send_text(1, PRIVATE_CHAT, 90, QUESTION);
     let cards = app.wait_for_cards(PRIVATE_CHAT, 1).await;
     let card_id = cards[0].body["message_id"].as_i64().unwrap();
-    let answers = app.answers().await;
+    let answers = app.wait_for_answers(1).await;
     assert_eq!(answers.len(), 1);
     let answer_id = answers[0].0;
     assert_eq!(
@@ -480,6 +483,7 @@ async fn reset_and_lang_take_effect(backend: Backend, test: &str) {
 
     app.send_text(5, PRIVATE_CHAT, 104, QUESTION);
     let cards = app.wait_for_cards(PRIVATE_CHAT, 3).await;
+    app.wait_for_answers(3).await;
 
     let requests = app.llm.requests();
     assert_eq!(requests.len(), 3, "commands do not call the LLM");
@@ -505,6 +509,7 @@ async fn llm_errors_give_library_card(backend: Backend, test: &str) {
 
     app.send_text(1, PRIVATE_CHAT, 110, QUESTION);
     let cards = app.wait_for_cards(PRIVATE_CHAT, 1).await;
+    app.wait_for_answers(1).await;
 
     assert!(app.llm.request_count() >= 1);
     let card = text_of(&cards[0]);
@@ -532,6 +537,7 @@ async fn llm_unreachable_gives_library_card(backend: Backend, test: &str) {
 
     app.send_text(1, PRIVATE_CHAT, 120, QUESTION);
     let cards = app.wait_for_cards(PRIVATE_CHAT, 1).await;
+    app.wait_for_answers(1).await;
 
     assert!(text_of(&cards[0]).contains("📚 资料库回答"));
     assert_eq!(app.turns(PRIVATE_CHAT).await[0].reply_kind, ReplyKind::LibraryCard);
@@ -623,6 +629,75 @@ async fn edits_are_paced_per_chat(backend: Backend, test: &str) {
     app.shutdown().await.unwrap();
 }
 
+async fn more_questions_button_asks_follow_up(backend: Backend, test: &str) {
+    let script = vec![short_answer("第一问"), short_answer("更多可以问的")];
+    let Some(mut app) = App::start(backend, test, script).await else {
+        return;
+    };
+
+    app.send_text(1, PRIVATE_CHAT, 160, QUESTION);
+    let cards = app.wait_for_cards(PRIVATE_CHAT, 1).await;
+    app.wait_for_answers(1).await;
+    let card_id = cards[0].body["message_id"].as_i64().unwrap();
+    let more = button_data(&cards[0], "更多提问");
+    app.press_button(2, PRIVATE_CHAT, card_id, "cb-more", &more);
+    app.api.wait_for("answerCallbackQuery", 1).await;
+    let cards = app.wait_for_cards(PRIVATE_CHAT, 2).await;
+    app.wait_for_answers(2).await;
+
+    let answered = &app.api.calls_of(&["answerCallbackQuery"])[0];
+    assert_eq!(answered.body["callback_query_id"], "cb-more");
+    assert!(answered.body.get("text").is_none(), "{:?}", answered.body);
+    assert!(text_of(&cards[1]).starts_with("<b>更多可以问的</b>"));
+    let follow_up_start = app
+        .outgoing(PRIVATE_CHAT)
+        .into_iter()
+        .filter(|call| call.method == "sendMessage")
+        .nth(1)
+        .expect("the follow-up is a new message");
+    assert_eq!(
+        follow_up_start.body["reply_parameters"]["message_id"], card_id,
+        "the follow-up replies to the card"
+    );
+    let requests = app.llm.requests();
+    let follow_up = requests[1].json["messages"].to_string();
+    assert!(follow_up.contains("再给我几个可以直接问对方的问题"), "{follow_up}");
+    assert!(follow_up.contains(QUESTION), "the follow-up prompt has the first turn");
+    let turns = app.turns(PRIVATE_CHAT).await;
+    assert_eq!(turns.len(), 2);
+
+    app.shutdown().await.unwrap();
+}
+
+async fn forum_topic_is_joined_after_mention(backend: Backend, test: &str) {
+    let script = vec![short_answer("话题里的回答"), short_answer("话题里的追问")];
+    let Some(mut app) = App::start(backend, test, script).await else {
+        return;
+    };
+    let topic = 7;
+
+    app.send_in_topic(1, GROUP_CHAT, 170, topic, Some(BOT_USERNAME), QUESTION);
+    app.wait_for_cards(GROUP_CHAT, 1).await;
+    // Outside the topic the bot still needs to be addressed; inside it the bot
+    // has joined the discussion and answers without a mention.
+    app.send_text(2, GROUP_CHAT, 171, QUESTION);
+    app.send_in_topic(3, GROUP_CHAT, 172, topic, None, SECOND_QUESTION);
+    let cards = app.wait_for_cards(GROUP_CHAT, 2).await;
+    app.wait_for_answers(2).await;
+
+    assert!(text_of(&cards[1]).starts_with("<b>话题里的追问</b>"));
+    for call in app.api.calls_of(&["sendChatAction", "sendMessage"]) {
+        assert_eq!(call.body["message_thread_id"], topic, "{call:?}");
+    }
+    let prompts = app.llm_questions();
+    assert_eq!(prompts.len(), 2);
+    assert!(prompts[1].contains(&fenced(SECOND_QUESTION)));
+    let questions: Vec<String> = app.answers().await.into_iter().map(|(_, q)| q).collect();
+    assert_eq!(questions, [QUESTION, SECOND_QUESTION]);
+
+    app.shutdown().await.unwrap();
+}
+
 /// Generates one test per scenario and backend, e.g. `sqlite::feedback_button_is_stored`.
 macro_rules! scenarios {
     ($($name:ident),* $(,)?) => {
@@ -661,4 +736,6 @@ scenarios!(
     private_fact_stays_out_of_group_prompt,
     shutdown_finishes_answer_in_flight,
     edits_are_paced_per_chat,
+    more_questions_button_asks_follow_up,
+    forum_topic_is_joined_after_mention,
 );

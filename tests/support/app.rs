@@ -260,6 +260,31 @@ impl App {
         ));
     }
 
+    /// Delivers a message in forum topic `thread` of a group, with an optional
+    /// leading `@mention` of `username`.
+    pub fn send_in_topic(
+        &self,
+        update_id: i64,
+        chat: i64,
+        message_id: i64,
+        thread: i64,
+        mention: Option<&str>,
+        text: &str,
+    ) {
+        let (full, entities) = match mention {
+            Some(username) => {
+                let mention = format!("@{username}");
+                let entities = json!([{"type": "mention", "offset": 0, "length": mock_api::utf16_len(&mention)}]);
+                (format!("{mention} {text}"), entities)
+            }
+            None => (text.to_string(), json!([])),
+        };
+        let mut update = mock_api::message_update(update_id, chat, message_id, &full, entities);
+        update["message"]["message_thread_id"] = json!(thread);
+        update["message"]["is_topic_message"] = json!(true);
+        self.api.push_update(update);
+    }
+
     /// Delivers a message that replies to the bot's message `parent_id`.
     pub fn send_reply_to_bot(
         &self,
@@ -379,6 +404,24 @@ impl App {
         match self.connection().await {
             Db::Sqlite(mut c) => sqlx::query_as(sql).fetch_all(&mut c).await.unwrap(),
             Db::Postgres(mut c) => sqlx::query_as(sql).fetch_all(&mut c).await.unwrap(),
+        }
+    }
+
+    /// Waits until `count` answers are stored. The coach stores a turn after the
+    /// reply reached the platform, so a card can arrive before its turn is stored.
+    pub async fn wait_for_answers(&self, count: usize) -> Vec<(i64, String)> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let answers = self.answers().await;
+            if answers.len() >= count {
+                return answers;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {count} stored answers, found {}",
+                answers.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
