@@ -3,11 +3,11 @@
 //! LLM mock. Every scenario runs on SQLite and on PostgreSQL; the PostgreSQL runs
 //! print a notice and pass when `TEST_DATABASE_URL` is unset.
 
+#[path = "support/app.rs"]
+mod app;
 #[allow(dead_code)]
 #[path = "../adapters/telegram/tests/support/mock_api.rs"]
 mod mock_api;
-#[path = "support/app.rs"]
-mod app;
 #[path = "support/mock_llm.rs"]
 mod mock_llm;
 #[path = "support/store.rs"]
@@ -35,7 +35,7 @@ const MAX_MESSAGE_CHARS: usize = 4096;
 /// slightly different speeds.
 const ONE_SECOND_WITH_JITTER: Duration = Duration::from_millis(950);
 
-/// A short Chinese card streamed in a few pieces.
+/// Builds a short Chinese card answer, streamed in three pieces.
 fn short_answer(title: &str) -> MockResponse {
     streamed(
         &card_markdown(Lang::Zh, title, "价格异议往往是价值没讲清楚。"),
@@ -75,17 +75,18 @@ fn assert_valid_html(html: &str) {
     let mut rest = html;
     while let Some(position) = rest.find(['<', '&']) {
         let tail = &rest[position..];
-        if tail.starts_with('&') {
-            let entity_ok = ["&lt;", "&gt;", "&amp;", "&quot;"]
+        let context: String = tail.chars().take(20).collect();
+        if let Some(after) = tail.strip_prefix('&') {
+            let entity_ok = ["lt;", "gt;", "amp;", "quot;"]
                 .iter()
-                .any(|entity| tail.starts_with(entity));
-            assert!(entity_ok, "unescaped & at {:?}", &tail[..tail.len().min(20)]);
-            rest = &tail[1..];
+                .any(|entity| after.starts_with(entity));
+            assert!(entity_ok, "unescaped & at {context:?}");
+            rest = after;
             continue;
         }
         let end = tail
             .find('>')
-            .unwrap_or_else(|| panic!("unclosed tag at {:?}", &tail[..tail.len().min(20)]));
+            .unwrap_or_else(|| panic!("unclosed tag at {context:?}"));
         let tag = &tail[1..end];
         if let Some(name) = tag.strip_prefix('/') {
             assert_eq!(open.pop().as_deref(), Some(name), "misnested tag in {html}");
@@ -131,7 +132,11 @@ fn assert_paced(calls: &[mock_api::Call]) {
 }
 
 async fn private_chat_streams_card(backend: Backend, test: &str) {
-    let answer = card_markdown(Lang::Zh, "客户嫌贵，先别降价", "价格异议往往是价值没讲清楚。");
+    let answer = card_markdown(
+        Lang::Zh,
+        "客户嫌贵，先别降价",
+        "价格异议往往是价值没讲清楚。",
+    );
     let script = vec![streamed(&answer, 6, Duration::from_millis(400))];
     let Some(mut app) = App::start(backend, test, script).await else {
         return;
@@ -160,7 +165,9 @@ async fn private_chat_streams_card(backend: Backend, test: &str) {
     );
     assert!(preview.body.get("reply_markup").is_none());
 
-    let (last, edits) = outgoing[1..].split_last().expect("the preview was never edited");
+    let (last, edits) = outgoing[1..]
+        .split_last()
+        .expect("the preview was never edited");
     assert!(!edits.is_empty(), "no streamed edit before the card");
     let preview_id = 501;
     for edit in edits {
@@ -194,7 +201,7 @@ async fn private_chat_streams_card(backend: Backend, test: &str) {
     assert_eq!(turns[0].reply_kind, ReplyKind::Card);
     assert!(turns[0].reply_text.contains("客户嫌贵，先别降价"));
     assert_eq!(
-        app.deliveries(answers[0].0).await,
+        app.wait_for_deliveries(answers[0].0, 1).await,
         [format!("{PRIVATE_CHAT}:{preview_id}")]
     );
 
@@ -202,7 +209,8 @@ async fn private_chat_streams_card(backend: Backend, test: &str) {
 }
 
 async fn group_mention_is_stripped(backend: Backend, test: &str) {
-    let Some(mut app) = App::start(backend, test, vec![short_answer("群里的问题")]).await else {
+    let Some(mut app) = App::start(backend, test, vec![short_answer("群里的问题")]).await
+    else {
         return;
     };
 
@@ -226,7 +234,8 @@ async fn group_mention_is_stripped(backend: Backend, test: &str) {
 }
 
 async fn group_message_not_addressed_is_ignored(backend: Backend, test: &str) {
-    let Some(mut app) = App::start(backend, test, vec![short_answer("点名的问题")]).await else {
+    let Some(mut app) = App::start(backend, test, vec![short_answer("点名的问题")]).await
+    else {
         return;
     };
 
@@ -276,7 +285,12 @@ async fn ask_command_for_other_bot_is_ignored(backend: Backend, test: &str) {
         return;
     };
 
-    app.send_command(1, GROUP_CHAT, 50, &format!("/ask@otherbot {SECOND_QUESTION}"));
+    app.send_command(
+        1,
+        GROUP_CHAT,
+        50,
+        &format!("/ask@otherbot {SECOND_QUESTION}"),
+    );
     app.send_command(
         2,
         GROUP_CHAT,
@@ -293,7 +307,11 @@ async fn ask_command_for_other_bot_is_ignored(backend: Backend, test: &str) {
         51
     );
     let prompts = app.llm_questions();
-    assert_eq!(prompts.len(), 1, "only the command for this bot is answered");
+    assert_eq!(
+        prompts.len(),
+        1,
+        "only the command for this bot is answered"
+    );
     assert!(prompts[0].contains(&fenced(QUESTION)), "{}", prompts[0]);
     let turns = app.turns(GROUP_CHAT).await;
     assert_eq!(turns.len(), 1);
@@ -343,32 +361,59 @@ async fn long_card_is_split_and_escaped(backend: Backend, test: &str) {
     let outgoing = app.outgoing(PRIVATE_CHAT);
     for call in &outgoing {
         let chars = text_of(call).chars().count();
-        assert!(chars <= MAX_MESSAGE_CHARS, "{} has {chars} characters", call.method);
+        assert!(
+            chars <= MAX_MESSAGE_CHARS,
+            "{} has {chars} characters",
+            call.method
+        );
     }
     let finals: Vec<_> = outgoing
         .iter()
         .filter(|call| call.body["parse_mode"] == "HTML")
         .collect();
-    assert!(finals.len() >= 2, "the card is split: {} messages", finals.len());
+    assert!(
+        finals.len() >= 2,
+        "the card is split: {} messages",
+        finals.len()
+    );
     for (index, call) in finals.iter().enumerate() {
         let html = text_of(call);
         assert_valid_html(html);
         let has_keyboard = call.body.get("reply_markup").is_some();
-        assert_eq!(has_keyboard, index == finals.len() - 1, "buttons only under the last part");
+        assert_eq!(
+            has_keyboard,
+            index == finals.len() - 1,
+            "buttons only under the last part"
+        );
     }
     assert!(text_of(finals[0]).starts_with("<b>长答案 &lt;A&amp;B&gt;</b>"));
-    assert_eq!(finals[0].method, "editMessageText", "the first part replaces the preview");
+    assert_eq!(
+        finals[0].method, "editMessageText",
+        "the first part replaces the preview"
+    );
     let first_id = finals[0].body["message_id"].as_i64().unwrap();
     let thumbs_up = button_data(finals[finals.len() - 1], "👍");
-    assert_eq!(thumbs_up, format!("up:zh:{first_id}"), "buttons name the first part");
+    assert_eq!(
+        thumbs_up,
+        format!("up:zh:{first_id}"),
+        "buttons name the first part"
+    );
 
-    let shown: String = finals.iter().map(|call| visible_text(text_of(call))).collect();
+    let visible: String = finals
+        .iter()
+        .map(|call| visible_text(text_of(call)))
+        .collect();
     let squeeze = |text: &str| text.split_whitespace().collect::<String>();
     assert!(
-        squeeze(&shown).contains(&squeeze(&diagnosis)),
+        squeeze(&visible).contains(&squeeze(&diagnosis)),
         "the whole diagnosis reaches the user"
     );
-    assert_eq!(app.deliveries(answers[0].0).await.len(), finals.len());
+    assert_eq!(
+        app.wait_for_deliveries(answers[0].0, finals.len())
+            .await
+            .len(),
+        finals.len()
+    );
 
     app.shutdown().await.unwrap();
 }
@@ -419,21 +464,38 @@ async fn feedback_button_is_stored(backend: Backend, test: &str) {
     assert_eq!(answers.len(), 1);
     let answer_id = answers[0].0;
     assert_eq!(
-        app.deliveries(answer_id).await,
+        app.wait_for_deliveries(answer_id, 1).await,
         [format!("{PRIVATE_CHAT}:{card_id}")]
     );
 
-    app.press_button(2, PRIVATE_CHAT, card_id, "cb-1", &button_data(&cards[0], "👍"));
+    app.press_button(
+        2,
+        PRIVATE_CHAT,
+        card_id,
+        "cb-1",
+        &button_data(&cards[0], "👍"),
+    );
     app.api.wait_for("answerCallbackQuery", 1).await;
     let answered = app.api.calls_of(&["answerCallbackQuery"]);
     assert_eq!(answered[0].body["callback_query_id"], "cb-1");
     assert_eq!(answered[0].body["text"], "已记录，谢谢反馈");
     assert_eq!(
         app.feedback().await,
-        [(answer_id, Some("up".to_string()), "42".to_string(), "cb-1".to_string())]
+        [(
+            answer_id,
+            Some("up".to_string()),
+            "42".to_string(),
+            "cb-1".to_string()
+        )]
     );
 
-    app.press_button(3, PRIVATE_CHAT, card_id, "cb-2", &button_data(&cards[0], "👎"));
+    app.press_button(
+        3,
+        PRIVATE_CHAT,
+        card_id,
+        "cb-2",
+        &button_data(&cards[0], "👎"),
+    );
     app.api.wait_for("answerCallbackQuery", 2).await;
     let ratings: Vec<_> = app
         .feedback()
@@ -457,7 +519,11 @@ async fn reset_and_lang_take_effect(backend: Backend, test: &str) {
         short_answer("第一问"),
         short_answer("第二问"),
         streamed(
-            &card_markdown(Lang::En, "Hold the price", "Price objections hide unclear value."),
+            &card_markdown(
+                Lang::En,
+                "Hold the price",
+                "Price objections hide unclear value.",
+            ),
             3,
             Duration::from_millis(50),
         ),
@@ -472,10 +538,15 @@ async fn reset_and_lang_take_effect(backend: Backend, test: &str) {
     app.wait_for_cards(PRIVATE_CHAT, 2).await;
     let requests = app.llm.requests();
     let history = requests[1].json["messages"].to_string();
-    assert!(history.contains(QUESTION), "the second prompt carries the first turn");
+    assert!(
+        history.contains(QUESTION),
+        "the second prompt carries the first turn"
+    );
 
     app.send_command(3, PRIVATE_CHAT, 102, "/reset");
-    let reset = app.wait_for_text(PRIVATE_CHAT, "已清空本对话的上下文").await;
+    let reset = app
+        .wait_for_text(PRIVATE_CHAT, "已清空本对话的上下文")
+        .await;
     assert!(reset.body.get("reply_markup").is_none());
     app.send_command(4, PRIVATE_CHAT, 103, "/lang en");
     app.wait_for_text(PRIVATE_CHAT, "OK, I will answer in English from now on.")
@@ -492,8 +563,15 @@ async fn reset_and_lang_take_effect(backend: Backend, test: &str) {
     let prompt = messages[1]["content"].as_str().unwrap();
     assert!(prompt.ends_with("Reply language: en."), "{prompt}");
     assert!(text_of(&cards[2]).starts_with("<b>Hold the price</b>"));
-    assert_eq!(button_texts(&cards[2]), [vec!["👍", "👎"], vec!["More questions"]]);
-    assert_eq!(app.turns(PRIVATE_CHAT).await.len(), 1, "turns since the reset");
+    assert_eq!(
+        button_texts(&cards[2]),
+        [vec!["👍", "👎"], vec!["More questions"]]
+    );
+    assert_eq!(
+        app.turns(PRIVATE_CHAT).await.len(),
+        1,
+        "turns since the reset"
+    );
 
     app.shutdown().await.unwrap();
 }
@@ -515,7 +593,10 @@ async fn llm_errors_give_library_card(backend: Backend, test: &str) {
     let card = text_of(&cards[0]);
     assert!(card.contains("📚 资料库回答"), "{card}");
     assert_valid_html(card);
-    assert_eq!(button_texts(&cards[0]), [vec!["👍", "👎"], vec!["更多提问"]]);
+    assert_eq!(
+        button_texts(&cards[0]),
+        [vec!["👍", "👎"], vec!["更多提问"]]
+    );
     let turns = app.turns(PRIVATE_CHAT).await;
     assert_eq!(turns.len(), 1);
     assert_eq!(turns[0].reply_kind, ReplyKind::LibraryCard);
@@ -540,7 +621,10 @@ async fn llm_unreachable_gives_library_card(backend: Backend, test: &str) {
     app.wait_for_answers(1).await;
 
     assert!(text_of(&cards[0]).contains("📚 资料库回答"));
-    assert_eq!(app.turns(PRIVATE_CHAT).await[0].reply_kind, ReplyKind::LibraryCard);
+    assert_eq!(
+        app.turns(PRIVATE_CHAT).await[0].reply_kind,
+        ReplyKind::LibraryCard
+    );
 
     app.shutdown().await.unwrap();
 }
@@ -562,7 +646,10 @@ async fn private_fact_stays_out_of_group_prompt(backend: Backend, test: &str) {
     assert_eq!(requests.len(), 2);
     let private_request = requests[0].json.to_string();
     let group_request = requests[1].json.to_string();
-    assert!(private_request.contains(secret), "the private prompt has the fact");
+    assert!(
+        private_request.contains(secret),
+        "the private prompt has the fact"
+    );
     assert!(app.llm_questions()[1].contains(&fenced(QUESTION)));
     assert!(
         !group_request.contains("星河重工"),
@@ -582,7 +669,10 @@ async fn shutdown_finishes_answer_in_flight(backend: Backend, test: &str) {
 
     app.send_text(1, PRIVATE_CHAT, 140, QUESTION);
     app.api.wait_for("sendMessage", 1).await;
-    assert!(app.cards(PRIVATE_CHAT).is_empty(), "the answer is still streaming");
+    assert!(
+        app.cards(PRIVATE_CHAT).is_empty(),
+        "the answer is still streaming"
+    );
     app.shutdown().await.expect("the daemon stops cleanly");
 
     let cards = app.cards(PRIVATE_CHAT);
@@ -613,7 +703,10 @@ async fn edits_are_paced_per_chat(backend: Backend, test: &str) {
             .iter()
             .filter(|call| call.method == "editMessageText")
             .count();
-        assert!(edits >= 2, "chat {chat} had {edits} edits; the stream is too short");
+        assert!(
+            edits >= 2,
+            "chat {chat} had {edits} edits; the stream is too short"
+        );
         assert_paced(&outgoing);
     }
     // The limit is per chat: the two chats' previews start close together.
@@ -624,7 +717,10 @@ async fn edits_are_paced_per_chat(backend: Backend, test: &str) {
     } else {
         first_group.at - first_private.at
     };
-    assert!(apart < ONE_SECOND_WITH_JITTER, "chats were paced together: {apart:?}");
+    assert!(
+        apart < ONE_SECOND_WITH_JITTER,
+        "chats were paced together: {apart:?}"
+    );
 
     app.shutdown().await.unwrap();
 }
@@ -661,8 +757,14 @@ async fn more_questions_button_asks_follow_up(backend: Backend, test: &str) {
     );
     let requests = app.llm.requests();
     let follow_up = requests[1].json["messages"].to_string();
-    assert!(follow_up.contains("再给我几个可以直接问对方的问题"), "{follow_up}");
-    assert!(follow_up.contains(QUESTION), "the follow-up prompt has the first turn");
+    assert!(
+        follow_up.contains("再给我几个可以直接问对方的问题"),
+        "{follow_up}"
+    );
+    assert!(
+        follow_up.contains(QUESTION),
+        "the follow-up prompt has the first turn"
+    );
     let turns = app.turns(PRIVATE_CHAT).await;
     assert_eq!(turns.len(), 2);
 

@@ -94,8 +94,6 @@ pub struct App {
     pub llm: MockLlm,
     pub db: TestStore,
     pub router: Router,
-    /// `http://127.0.0.1:<port>` of the daemon's HTTP listener.
-    pub base_url: String,
     stop: Option<oneshot::Sender<()>>,
     daemon: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -182,7 +180,6 @@ impl App {
         ));
 
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base_url = format!("http://{}", listener.local_addr().unwrap());
         let server = ServerSettings {
             bind: listener.local_addr().unwrap(),
             shutdown_grace_secs: options.shutdown_grace_secs,
@@ -198,7 +195,6 @@ impl App {
             llm,
             db,
             router,
-            base_url,
             stop: Some(stop),
             daemon: Some(daemon),
         };
@@ -245,7 +241,8 @@ impl App {
     ) {
         let mention = format!("@{username}");
         let full = format!("{mention} {text}");
-        let entities = json!([{"type": "mention", "offset": 0, "length": mock_api::utf16_len(&mention)}]);
+        let entities =
+            json!([{"type": "mention", "offset": 0, "length": mock_api::utf16_len(&mention)}]);
         self.api.push_update(mock_api::message_update(
             update_id, chat, message_id, &full, entities,
         ));
@@ -254,7 +251,8 @@ impl App {
     /// Delivers a message that starts with a bot command such as `/ask@CoachBot`.
     pub fn send_command(&self, update_id: i64, chat: i64, message_id: i64, text: &str) {
         let command = text.split_whitespace().next().unwrap_or(text);
-        let entities = json!([{"type": "bot_command", "offset": 0, "length": mock_api::utf16_len(command)}]);
+        let entities =
+            json!([{"type": "bot_command", "offset": 0, "length": mock_api::utf16_len(command)}]);
         self.api.push_update(mock_api::message_update(
             update_id, chat, message_id, text, entities,
         ));
@@ -359,7 +357,11 @@ impl App {
     /// Waits until a message or edit in `chat` contains `needle`.
     pub async fn wait_for_text(&self, chat: i64, needle: &str) -> mock_api::Call {
         self.wait_until(
-            || self.outgoing(chat).iter().any(|call| text_of(call).contains(needle)),
+            || {
+                self.outgoing(chat)
+                    .iter()
+                    .any(|call| text_of(call).contains(needle))
+            },
             needle,
         )
         .await;
@@ -420,6 +422,23 @@ impl App {
                 tokio::time::Instant::now() < deadline,
                 "timed out waiting for {count} stored answers, found {}",
                 answers.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until `count` platform messages are linked to answer `answer_id`; the
+    /// coach links them after it stores the turn.
+    pub async fn wait_for_deliveries(&self, answer_id: i64, count: usize) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let deliveries = self.deliveries(answer_id).await;
+            if deliveries.len() >= count {
+                return deliveries;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {count} deliveries of answer {answer_id}, found {deliveries:?}"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -535,7 +554,7 @@ pub fn button_data(call: &mock_api::Call, text: &str) -> String {
         .to_string()
 }
 
-/// A card the way the model writes it, in `lang`, with `diagnosis` as its diagnosis.
+/// Writes a card in the model's Markdown format, in `lang`, with `diagnosis` as its diagnosis.
 pub fn card_markdown(lang: Lang, title: &str, diagnosis: &str) -> String {
     match lang {
         Lang::Zh => format!(
@@ -567,8 +586,8 @@ pub fn pieces(text: &str, count: usize) -> Vec<String> {
         .collect()
 }
 
-/// A streamed answer: `text` in `count` content chunks, the response body sent
-/// in about `count` writes `delay` apart.
+/// Builds a streamed answer: `text` in `count` content chunks, with the response
+/// body sent in about `count` writes `delay` apart.
 pub fn streamed(text: &str, count: usize, delay: Duration) -> MockResponse {
     let mut body = crate::mock_llm::chunk(json!({"role": "assistant", "content": ""}), None);
     for part in pieces(text, count) {
