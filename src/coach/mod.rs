@@ -369,7 +369,21 @@ impl Coach {
         conversation_id: Option<i64>,
         sink: &mut dyn ReplySink,
     ) -> Drafted {
-        let search: SearchResult = self.retriever.search(question, self.settings.passages);
+        let mut search: SearchResult = self.retriever.search(question, self.settings.passages);
+        let mut loaded_history = None;
+        if search.off_topic && conversation_id.is_some() {
+            // A follow-up such as "what else can I ask them?" names no sales topic
+            // itself, so it is searched again together with the previous question.
+            let history = self.history(conversation_id).await;
+            if let Some(previous) = history.last() {
+                let contextual = format!("{}\n{question}", previous.user);
+                let follow_up = self.retriever.search(&contextual, self.settings.passages);
+                if !follow_up.off_topic {
+                    search = follow_up;
+                }
+            }
+            loaded_history = Some(history);
+        }
         let retrieved: Vec<String> = search.hits.iter().map(|h| h.doc_id.clone()).collect();
         if search.off_topic {
             return Drafted {
@@ -387,7 +401,10 @@ impl Coach {
             };
         };
 
-        let history = self.history(conversation_id).await;
+        let history = match loaded_history {
+            Some(history) => history,
+            None => self.history(conversation_id).await,
+        };
         let passages: Vec<PromptPassage> = search
             .hits
             .iter()
