@@ -288,3 +288,21 @@ async fn feedback_comment_is_stored(db: &TestStore) {
 }
 
 on_both_backends!(feedback_comment_is_stored);
+
+/// A new off-topic message after a sales question is not read as a follow-up:
+/// only a reply to the bot's card borrows the previous question's topic.
+async fn off_topic_after_sales_question(db: &TestStore) {
+    let coach = coach::coach(db.store.clone(), None);
+    let first = ask(&coach, &direct("omar", "客户嫌贵怎么回")).await;
+    assert_eq!(first.kind(), ReplyKind::LibraryCard);
+
+    let weather = ask(&coach, &direct("omar", "明天杭州下雨吗，要带伞不")).await;
+    assert_eq!(expect_text(&weather).0, ReplyKind::OffTopic);
+
+    let mut follow_up = direct("omar", "还有别的说法吗？");
+    follow_up.replies_to_bot = true;
+    let reply = ask(&coach, &follow_up).await;
+    assert_eq!(reply.kind(), ReplyKind::LibraryCard);
+}
+
+on_both_backends!(off_topic_after_sales_question);

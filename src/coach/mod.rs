@@ -160,7 +160,9 @@ impl Coach {
             warn!(error = %error, "could not show the typing status");
         }
         let started = Instant::now();
-        let drafted = self.draft(&question, lang, conversation_id, sink).await;
+        let drafted = self
+            .draft(&question, lang, conversation_id, msg.replies_to_bot, sink)
+            .await;
         let delivered = sink.finish(&drafted.reply).await;
         let total_ms = started.elapsed().as_millis() as u64;
 
@@ -217,7 +219,7 @@ impl Coach {
         sink: &mut dyn ReplySink,
     ) -> Reply {
         let lang = lang.unwrap_or_else(|| lang::detect(question, self.settings.default_lang));
-        self.draft(question, lang, None, sink).await.reply
+        self.draft(question, lang, None, false, sink).await.reply
     }
 
     async fn open_conversation(
@@ -367,13 +369,15 @@ impl Coach {
         question: &str,
         lang: Lang,
         conversation_id: Option<i64>,
+        replies_to_bot: bool,
         sink: &mut dyn ReplySink,
     ) -> Drafted {
         let mut search: SearchResult = self.retriever.search(question, self.settings.passages);
         let mut loaded_history = None;
-        if search.off_topic && conversation_id.is_some() {
-            // A follow-up such as "what else can I ask them?" names no sales topic
-            // itself, so it is searched again together with the previous question.
+        if search.off_topic && replies_to_bot && conversation_id.is_some() {
+            // A reply to a card such as "what else can I ask them?" names no sales
+            // topic itself, so it is searched again together with the previous
+            // question. A new message that is off-topic stays off-topic.
             let history = self.history(conversation_id).await;
             if let Some(previous) = history.last() {
                 let contextual = format!("{}\n{question}", previous.user);
