@@ -127,7 +127,10 @@ pub async fn build_index(
         .embedding_model()
         .ok_or(EmbeddingError::NotConfigured)?
         .to_string();
-    let keys: Vec<u64> = inputs.iter().map(|input| cache_key(&model, input)).collect();
+    let keys: Vec<u64> = inputs
+        .iter()
+        .map(|input| cache_key(&model, input))
+        .collect();
     let (mut stored, cache_dimension) = match cache {
         Some(path) => read_cache(path),
         None => (HashMap::new(), None),

@@ -184,9 +184,7 @@ impl Retriever {
         llm: &LlmClient,
         deadline: Duration,
     ) -> SearchResult {
-        self.search_with_llm_report(query, k, llm, deadline)
-            .await
-            .0
+        self.search_with_llm_report(query, k, llm, deadline).await.0
     }
 
     /// [`Retriever::search_with_llm`] that also reports which features ran.
@@ -223,7 +221,10 @@ impl Retriever {
             }
             Err(_) => {
                 let deadline_ms = deadline.as_millis() as u64;
-                warn!(deadline_ms, "LLM retrieval timed out; using the offline result");
+                warn!(
+                    deadline_ms,
+                    "LLM retrieval timed out; using the offline result"
+                );
                 report.fallback = Some(format!("timed out after {deadline_ms} ms"));
                 (offline, failed(report, rewrite, index.is_some()))
             }
@@ -382,7 +383,10 @@ fn store_build(
 async fn rewrite_query(llm: &LlmClient, query: &str) -> Result<Rewrite, EnhanceError> {
     let message: String = query.chars().take(MAX_QUERY_CHARS).collect();
     let request = ChatRequest {
-        messages: vec![ChatMessage::system(REWRITE_PROMPT), ChatMessage::user(message)],
+        messages: vec![
+            ChatMessage::system(REWRITE_PROMPT),
+            ChatMessage::user(message),
+        ],
         temperature: Some(0.0),
         max_tokens: Some(REWRITE_MAX_TOKENS),
     };
