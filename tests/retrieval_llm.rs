@@ -366,3 +366,43 @@ async fn features_off_send_no_request() {
     assert_eq!(report.embeddings, FeatureStatus::Off);
     assert_eq!(server.request_count(), 0);
 }
+
+#[tokio::test]
+async fn eval_counts_feature_runs() {
+    let server = MockLlm::start(vec![
+        MockResponse::chat_stream(&[REWRITE]),
+        MockResponse::error(500, "boom"),
+    ])
+    .await;
+    let corpus = corpus();
+    let retriever = Retriever::build(&corpus, &settings(true, false)).unwrap();
+    let case = |qid: &str| maxwin_coach::eval::EvalCase {
+        qid: qid.into(),
+        lang: None,
+        text: MESSAGE.into(),
+        relevant: vec![TARGET.into()],
+        also: vec![],
+        expect: None,
+        note: None,
+    };
+    let cases = [case("fused"), case("fell-back")];
+
+    let (report, summary) = maxwin_coach::eval::evaluate_with_llm(
+        &retriever,
+        &corpus,
+        &cases,
+        5,
+        "test",
+        &client(&server),
+        DEADLINE,
+    )
+    .await;
+
+    assert_eq!(summary.rewrite.used, 1);
+    assert_eq!(summary.rewrite.failed, 1);
+    assert_eq!(summary.embeddings.off, 2);
+    assert_eq!(summary.fallbacks, 1);
+    assert!((report.recall_at_5 - 0.5).abs() < 1e-9, "{report:?}");
+    assert_eq!(report.misses.len(), 1);
+    assert_eq!(report.misses[0].qid, "fell-back");
+}

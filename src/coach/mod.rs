@@ -365,7 +365,15 @@ impl Coach {
         conversation_id: Option<i64>,
         sink: &mut dyn ReplySink,
     ) -> Drafted {
-        let search: SearchResult = self.retriever.search(question, self.settings.passages);
+        let search: SearchResult = match &self.llm {
+            Some(llm) => {
+                let deadline = self.retriever.llm_deadline();
+                self.retriever
+                    .search_with_llm(question, self.settings.passages, llm, deadline)
+                    .await
+            }
+            None => self.retriever.search(question, self.settings.passages),
+        };
         let retrieved: Vec<String> = search.hits.iter().map(|h| h.doc_id.clone()).collect();
         if search.off_topic {
             return Drafted {
