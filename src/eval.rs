@@ -207,12 +207,12 @@ impl FeatureCounts {
     }
 }
 
-/// Which LLM features ran over an evaluation with [`evaluate_with_llm`].
+/// Counts of LLM feature outcomes over one [`evaluate_with_llm`] run.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct LlmRunSummary {
     pub rewrite: FeatureCounts,
     pub embeddings: FeatureCounts,
-    /// Messages answered with the offline result because a feature failed.
+    /// Messages that got the offline result because a feature failed.
     pub fallbacks: usize,
     /// Messages the rewrite turned from off-topic to on-topic.
     pub rewrite_cleared_off_topic: usize,

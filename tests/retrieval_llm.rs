@@ -39,7 +39,7 @@ const FILLERS: usize = 30;
 /// The target, the seven distractors that follow it, then the fillers.
 const FIRST_FILLER: usize = 8;
 
-/// The target first, then seven distractors about customers that share the
+/// Builds the target first, then seven distractors about customers that share the
 /// message's word `客户`, then unrelated fillers. Each document is one
 /// passage, so passage n is document n.
 fn corpus() -> Corpus {
@@ -405,4 +405,39 @@ async fn eval_counts_feature_runs() {
     assert!((report.recall_at_5 - 0.5).abs() < 1e-9, "{report:?}");
     assert_eq!(report.misses.len(), 1);
     assert_eq!(report.misses[0].qid, "fell-back");
+}
+
+#[tokio::test(start_paused = true)]
+async fn embeddings_built_in_background() {
+    let server = MockLlm::start(vec![]).await;
+    let retriever = Retriever::build(&corpus(), &settings(false, true)).unwrap();
+    let count = retriever.passage_count();
+    server.push(MockResponse::json(
+        200,
+        embeddings_body(&passage_vectors(count)),
+    ));
+    server.push(MockResponse::json(200, embeddings_body(&[unit(0, count)])));
+    let llm = client(&server);
+
+    let (first, report) = retriever
+        .search_with_llm_report(MESSAGE, 5, &llm, DEADLINE)
+        .await;
+    assert_eq!(first, retriever.search(MESSAGE, 5));
+    assert_eq!(report.embeddings, FeatureStatus::NotReady);
+
+    let mut ready = None;
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let (result, report) = retriever
+            .search_with_llm_report(MESSAGE, 5, &llm, DEADLINE)
+            .await;
+        if report.embeddings != FeatureStatus::NotReady {
+            ready = Some((result, report));
+            break;
+        }
+    }
+    let (result, report) = ready.expect("the background build finished");
+    assert_eq!(report.embeddings, FeatureStatus::Used);
+    assert!(ids(&result).contains(&TARGET), "{:?}", ids(&result));
+    assert_eq!(server.request_count(), 2);
 }

@@ -14,8 +14,8 @@ use crate::llm::{LlmClient, LlmError};
 pub const EMBEDDINGS_FILE: &str = "embeddings.bin";
 const CACHE_MAGIC: &[u8; 8] = b"MWEMB001";
 /// Characters of a passage sent to the embedding model.
-// NOTE: a guess that keeps inputs under the 8,192-token limit of common
-// embedding models; longer passages are embedded by their beginning only.
+// NOTE: a guess meant to keep inputs within the input limit of hosted
+// embedding models. Longer passages are embedded by their beginning only.
 const MAX_INPUT_CHARS: usize = 2000;
 
 /// Errors while embedding passages or a query.

@@ -2,8 +2,8 @@
 //! embeddings, each fused with the BM25 ranking by reciprocal rank fusion.
 //!
 //! Both are off unless `[retrieval] rewrite` or `[retrieval] embeddings` is
-//! true. Any failure of the model (HTTP error, timeout, malformed answer) or a
-//! passed deadline returns the offline [`Retriever::search`] result instead.
+//! true. Any failure of the model (HTTP error, timeout, malformed response) or
+//! a passed deadline returns the offline [`Retriever::search`] result instead.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,18 +17,18 @@ use super::{Hit, Retriever, SearchResult, analyze_query, query::MAX_QUERY_CHARS}
 use crate::llm::{ChatMessage, ChatRequest, LlmClient, LlmError};
 
 /// Default time budget of [`Retriever::search_with_llm`] in the coach.
-// NOTE: an estimate of a short non-streamed answer from a hosted chat model;
-// it was measured only against the local mock server.
+// NOTE: a guess at the latency of a short response from a hosted chat model;
+// it was tested only against the local mock server.
 pub const DEFAULT_LLM_DEADLINE_MS: u64 = 2000;
-/// The constant `k` of reciprocal rank fusion, `1 / (k + rank)`, as in
-/// Cormack, Clarke and Büttcher (SIGIR 2009).
+/// The constant `k` of reciprocal rank fusion, `1 / (k + rank)`. A larger
+/// value narrows the gap between the top ranks and the ones below.
 const RRF_K: f32 = 60.0;
 /// Documents taken from each ranking before fusion.
 const FUSION_DEPTH: usize = 30;
 const REWRITE_MAX_TOKENS: u32 = 120;
 /// Characters of the rewrite that are searched.
 const REWRITE_MAX_CHARS: usize = 300;
-/// What the model answers for a message that is not about selling.
+/// The model's response to a message that is not about selling.
 const OFF_TOPIC_MARKER: &str = "OFF_TOPIC";
 /// Sales-vocabulary terms a rewrite needs before it can overrule the
 /// original message's off-topic flag.
@@ -58,7 +58,7 @@ fn lock(slot: &EmbeddingSlot) -> MutexGuard<'_, EmbeddingState> {
     slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// How one feature took part in a search.
+/// Outcome of one feature in a search.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FeatureStatus {
@@ -75,12 +75,12 @@ pub enum FeatureStatus {
     Failed,
 }
 
-/// What [`Retriever::search_with_llm_report`] did.
+/// Outcome of each feature in one [`Retriever::search_with_llm_report`] call.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct LlmSearchReport {
     pub rewrite: FeatureStatus,
     pub embeddings: FeatureStatus,
-    /// Why the offline result was returned, when a feature failed.
+    /// Reason the offline result was returned, when a feature failed.
     pub fallback: Option<String>,
     /// Whether the rewrite turned an off-topic message into an on-topic one.
     pub rewrite_cleared_off_topic: bool,
@@ -394,7 +394,7 @@ async fn rewrite_query(llm: &LlmClient, query: &str) -> Result<Rewrite, EnhanceE
     parse_rewrite(&completion.text)
 }
 
-/// Reads the model's one-line answer; an empty answer is malformed.
+/// Parses the model's one-line response. An empty response is malformed.
 fn parse_rewrite(answer: &str) -> Result<Rewrite, EnhanceError> {
     let trimmed = answer
         .trim()
