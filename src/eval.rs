@@ -7,12 +7,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::corpus::Corpus;
-use crate::retrieval::{Retriever, text::normalize};
+use crate::llm::LlmClient;
+use crate::retrieval::{FeatureStatus, Retriever, SearchResult, text::normalize};
 
 /// One labelled message.
 #[derive(Debug, Clone, Deserialize)]
@@ -155,6 +156,9 @@ fn percentile(sorted: &[f64], fraction: f64) -> f64 {
     sorted[rank - 1]
 }
 
+/// Results are scored to this depth (recall@10, MRR@10).
+const DEPTH: usize = 10;
+
 /// Runs every case against `retriever` and scores the results. Each query
 /// runs `timing_rounds` times (at least once) for the latency figures.
 pub fn evaluate(
@@ -165,19 +169,8 @@ pub fn evaluate(
     file: &str,
     timing_rounds: usize,
 ) -> RetrievalReport {
-    const DEPTH: usize = 10;
-    let classes = equivalence_classes(corpus);
-    let class_of = |id: &str| classes.get(id).copied();
-
     let mut timings = Vec::new();
-    let mut hits_at = [0usize; 4];
-    let mut hits_at_k = 0;
-    let mut reciprocal_sum = 0.0;
-    let (mut on_topic, mut off_topic) = (0, 0);
-    let (mut flagged, mut flagged_correct, mut on_topic_flagged) = (0, 0, 0);
-    let mut misses = Vec::new();
-    let mut off_topic_errors = Vec::new();
-
+    let mut results = Vec::with_capacity(cases.len());
     for case in cases {
         let mut result = None;
         for _ in 0..timing_rounds.max(1) {
@@ -186,7 +179,95 @@ pub fn evaluate(
             timings.push(started.elapsed().as_secs_f64() * 1000.0);
             result = Some(found);
         }
-        let result = result.expect("searched at least once");
+        results.push(result.expect("searched at least once"));
+    }
+    score(corpus, cases, &results, timings, k, file)
+}
+
+/// How often one LLM feature ended in each [`FeatureStatus`] over a run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FeatureCounts {
+    pub off: usize,
+    pub used: usize,
+    pub off_topic: usize,
+    pub not_ready: usize,
+    pub failed: usize,
+}
+
+impl FeatureCounts {
+    fn add(&mut self, status: FeatureStatus) {
+        let slot = match status {
+            FeatureStatus::Off => &mut self.off,
+            FeatureStatus::Used => &mut self.used,
+            FeatureStatus::OffTopic => &mut self.off_topic,
+            FeatureStatus::NotReady => &mut self.not_ready,
+            FeatureStatus::Failed => &mut self.failed,
+        };
+        *slot += 1;
+    }
+}
+
+/// Counts of LLM feature outcomes over one [`evaluate_with_llm`] run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LlmRunSummary {
+    pub rewrite: FeatureCounts,
+    pub embeddings: FeatureCounts,
+    /// Messages that got the offline result because a feature failed.
+    pub fallbacks: usize,
+    /// Messages the rewrite turned from off-topic to on-topic.
+    pub rewrite_cleared_off_topic: usize,
+}
+
+/// Runs every case once through [`Retriever::search_with_llm_report`] and
+/// scores the results; the latency figures include the model calls.
+pub async fn evaluate_with_llm(
+    retriever: &Retriever,
+    corpus: &Corpus,
+    cases: &[EvalCase],
+    k: usize,
+    file: &str,
+    llm: &LlmClient,
+    deadline: Duration,
+) -> (RetrievalReport, LlmRunSummary) {
+    let mut timings = Vec::new();
+    let mut results = Vec::with_capacity(cases.len());
+    let mut summary = LlmRunSummary::default();
+    for case in cases {
+        let started = Instant::now();
+        let (found, report) = retriever
+            .search_with_llm_report(&case.text, DEPTH.max(k), llm, deadline)
+            .await;
+        timings.push(started.elapsed().as_secs_f64() * 1000.0);
+        summary.rewrite.add(report.rewrite);
+        summary.embeddings.add(report.embeddings);
+        summary.fallbacks += usize::from(report.fallback.is_some());
+        summary.rewrite_cleared_off_topic += usize::from(report.rewrite_cleared_off_topic);
+        results.push(found);
+    }
+    (score(corpus, cases, &results, timings, k, file), summary)
+}
+
+/// Scores `results` (one per case, in case order) against the labels.
+fn score(
+    corpus: &Corpus,
+    cases: &[EvalCase],
+    results: &[SearchResult],
+    mut timings: Vec<f64>,
+    k: usize,
+    file: &str,
+) -> RetrievalReport {
+    let classes = equivalence_classes(corpus);
+    let class_of = |id: &str| classes.get(id).copied();
+
+    let mut hits_at = [0usize; 4];
+    let mut hits_at_k = 0;
+    let mut reciprocal_sum = 0.0;
+    let (mut on_topic, mut off_topic) = (0, 0);
+    let (mut flagged, mut flagged_correct, mut on_topic_flagged) = (0, 0, 0);
+    let mut misses = Vec::new();
+    let mut off_topic_errors = Vec::new();
+
+    for (case, result) in cases.iter().zip(results) {
         if result.off_topic {
             flagged += 1;
         }

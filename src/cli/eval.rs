@@ -3,9 +3,13 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use serde_json::json;
 
-use crate::eval::{evaluate, load_cases};
-use crate::retrieval::{RetrievalSettings, Retriever};
+use crate::config::Settings;
+use crate::corpus::Corpus;
+use crate::eval::{EvalCase, evaluate, evaluate_with_llm, load_cases};
+use crate::llm::LlmClient;
+use crate::retrieval::{EMBEDDINGS_FILE, RetrievalSettings, Retriever};
 
 #[derive(Debug, clap::Args)]
 pub struct EvalRetrievalArgs {
@@ -14,7 +18,9 @@ pub struct EvalRetrievalArgs {
     /// Number of documents that count as a hit.
     #[arg(long, default_value_t = 5)]
     pub k: usize,
-    /// Also run the LLM query rewrite (needs a configured LLM).
+    /// Search through the LLM features turned on in the config file
+    /// (`[retrieval] rewrite`, `embeddings`; needs `[llm]`). Passage
+    /// embeddings are cached in `embeddings.bin` in the configured index_dir.
     #[arg(long)]
     pub with_llm: bool,
     /// Corpus folder to index.
@@ -48,23 +54,82 @@ pub fn run(args: EvalRetrievalArgs) -> anyhow::Result<()> {
         field_boosts: args.no_field_boosts.then_some(false),
         ..RetrievalSettings::default()
     };
-    let retriever =
-        Retriever::build(&corpus, &settings).context("failed to build the search index")?;
-    let report = evaluate(
-        &retriever,
-        &corpus,
-        &cases,
-        args.k,
-        &args.file.display().to_string(),
-        args.timing_rounds,
-    );
-    let mut value = serde_json::to_value(&report)?;
-    // TODO: run the LLM query rewrite once the llm module provides `LlmClient`.
-    value["with_llm"] = serde_json::json!(if args.with_llm {
-        "not run: the LLM query rewrite needs the llm module, so these are offline scores"
+    let value = if args.with_llm {
+        run_with_llm(&args, &cases, &corpus, settings)?
     } else {
-        "off"
-    });
+        let retriever =
+            Retriever::build(&corpus, &settings).context("failed to build the search index")?;
+        let report = evaluate(
+            &retriever,
+            &corpus,
+            &cases,
+            args.k,
+            &args.file.display().to_string(),
+            args.timing_rounds,
+        );
+        let mut value = serde_json::to_value(&report)?;
+        value["with_llm"] = json!("off");
+        value
+    };
     println!("{}", serde_json::to_string_pretty(&value)?);
     Ok(())
+}
+
+/// Evaluates through `Retriever::search_with_llm` with the `[llm]` and
+/// `[retrieval]` sections of the default config file and environment.
+fn run_with_llm(
+    args: &EvalRetrievalArgs,
+    cases: &[EvalCase],
+    corpus: &Corpus,
+    ablation: RetrievalSettings,
+) -> anyhow::Result<serde_json::Value> {
+    // NOTE: reads the default config sources only, so `--config` does not
+    // reach this command; `run` receives no settings from the CLI.
+    let config = Settings::load(None).context("failed to load the settings")?;
+    let llm = LlmClient::new(&config.llm)
+        .context("invalid [llm] settings")?
+        .context("--with-llm needs an LLM: set [llm] base_url and model")?;
+    let settings = RetrievalSettings {
+        rewrite: config.retrieval.rewrite,
+        embeddings: config.retrieval.embeddings,
+        llm_deadline_ms: config.retrieval.llm_deadline_ms,
+        candidates: config.retrieval.candidates,
+        ..ablation
+    };
+    let mut retriever =
+        Retriever::build(corpus, &settings).context("failed to build the search index")?;
+    retriever.set_embeddings_cache(Some(config.index_dir.join(EMBEDDINGS_FILE)));
+    let deadline = retriever.llm_deadline();
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    let (report, summary, embedding_index) = runtime.block_on(async {
+        let embedding_index = if settings.embeddings == Some(true) {
+            match retriever.prepare_embeddings(&llm).await {
+                Ok(stats) => json!(stats),
+                Err(error) => json!({ "error": error.to_string() }),
+            }
+        } else {
+            json!("off")
+        };
+        let file = args.file.display().to_string();
+        let (report, summary) =
+            evaluate_with_llm(&retriever, corpus, cases, args.k, &file, &llm, deadline).await;
+        (report, summary, embedding_index)
+    });
+
+    let mut value = serde_json::to_value(&report)?;
+    value["with_llm"] = json!({
+        "provider": llm.provider(),
+        "model": llm.model(),
+        "embedding_model": llm.embedding_model(),
+        "rewrite_enabled": settings.rewrite == Some(true),
+        "embeddings_enabled": settings.embeddings == Some(true),
+        "deadline_ms": deadline.as_millis() as u64,
+        "embedding_index": embedding_index,
+        "runs": summary,
+    });
+    Ok(value)
 }

@@ -372,7 +372,7 @@ impl Coach {
         replies_to_bot: bool,
         sink: &mut dyn ReplySink,
     ) -> Drafted {
-        let mut search: SearchResult = self.retriever.search(question, self.settings.passages);
+        let mut search: SearchResult = self.search(question).await;
         let mut loaded_history = None;
         if search.off_topic && replies_to_bot && conversation_id.is_some() {
             // A reply to a card such as "what else can I ask them?" names no sales
@@ -381,7 +381,7 @@ impl Coach {
             let history = self.history(conversation_id).await;
             if let Some(previous) = history.last() {
                 let contextual = format!("{}\n{question}", previous.user);
-                let follow_up = self.retriever.search(&contextual, self.settings.passages);
+                let follow_up = self.search(&contextual).await;
                 if !follow_up.off_topic {
                     search = follow_up;
                 }
@@ -442,6 +442,20 @@ impl Coach {
                     completion: None,
                 }
             }
+        }
+    }
+
+    /// Searches the corpus, with the LLM's query rewrite and embeddings when they
+    /// are configured; those fall back to the offline search on any failure.
+    async fn search(&self, query: &str) -> SearchResult {
+        match &self.llm {
+            Some(llm) => {
+                let deadline = self.retriever.llm_deadline();
+                self.retriever
+                    .search_with_llm(query, self.settings.passages, llm, deadline)
+                    .await
+            }
+            None => self.retriever.search(query, self.settings.passages),
         }
     }
 

@@ -97,6 +97,11 @@ impl LlmClient {
         &self.inner.primary.config.model
     }
 
+    /// Embedding model of the primary provider (`llm.embedding_model`), if set.
+    pub fn embedding_model(&self) -> Option<&str> {
+        self.inner.primary.config.embedding_model.as_deref()
+    }
+
     /// Context window of the primary model in tokens (`llm.context_tokens`).
     pub fn context_tokens(&self) -> usize {
         self.inner.context_tokens

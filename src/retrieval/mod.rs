@@ -7,6 +7,8 @@
 //! boolean query of boosted term queries, and one document's passages collapse
 //! to its best.
 
+mod embeddings;
+mod llm;
 mod query;
 mod schema;
 mod simplify;
@@ -22,6 +24,8 @@ use tantivy::directory::MmapDirectory;
 use tantivy::{Index, Searcher};
 
 use crate::corpus::{Corpus, DocKind, Lang};
+pub use embeddings::{EMBEDDINGS_FILE, EmbeddingError, EmbeddingStats};
+pub use llm::{DEFAULT_LLM_DEADLINE_MS, FeatureStatus, LlmSearchReport};
 pub use query::{AnalyzedQuery, MAX_QUERY_CHARS, Weights, analyze_query};
 use schema::Fields;
 
@@ -39,6 +43,15 @@ pub struct RetrievalSettings {
     pub bigrams: Option<bool>,
     /// Weight title, scenarios and card question above the body (default true).
     pub field_boosts: Option<bool>,
+    /// With an LLM configured, also search the model's restatement of the
+    /// message and fuse both rankings (default false).
+    pub rewrite: Option<bool>,
+    /// With an LLM and `llm.embedding_model` configured, fuse a cosine
+    /// ranking of passage embeddings with BM25 (default false).
+    pub embeddings: Option<bool>,
+    /// Time budget of the rewrite and the query embedding, in milliseconds,
+    /// after which the offline result is used (default 2000).
+    pub llm_deadline_ms: Option<u64>,
 }
 
 const DEFAULT_CANDIDATES: usize = 64;
@@ -131,6 +144,10 @@ pub struct Retriever {
     passages: Vec<PassageEntry>,
     weights: Weights,
     settings: RetrievalSettings,
+    /// Passage embeddings for [`Retriever::search_with_llm`].
+    embeddings: llm::EmbeddingSlot,
+    /// File caching the passage embeddings, in the index folder when there is one.
+    embeddings_cache: Option<PathBuf>,
 }
 
 /// Name of the file holding the corpus fingerprint inside an index folder.
@@ -175,7 +192,8 @@ impl Retriever {
                 message: error.to_string(),
             })?;
         let index = Index::create(directory, schema, tantivy::IndexSettings::default())?;
-        let retriever = Self::fill(index, fields, corpus, settings)?;
+        let mut retriever = Self::fill(index, fields, corpus, settings)?;
+        retriever.embeddings_cache = Some(index_dir.join(EMBEDDINGS_FILE));
         std::fs::write(&fingerprint_path, &fingerprint).map_err(|source| RetrievalError::Io {
             path: fingerprint_path,
             source,
@@ -202,7 +220,9 @@ impl Retriever {
                 ),
             )));
         }
-        Self::assemble(searcher, fields, docs, passages, settings)
+        let mut retriever = Self::assemble(searcher, fields, docs, passages, settings)?;
+        retriever.embeddings_cache = Some(index_dir.join(EMBEDDINGS_FILE));
+        Ok(retriever)
     }
 
     fn fill(
@@ -262,7 +282,15 @@ impl Retriever {
             passages,
             weights: settings.weights(),
             settings: settings.clone(),
+            embeddings: llm::EmbeddingSlot::default(),
+            embeddings_cache: None,
         })
+    }
+
+    /// Sets the file that caches passage embeddings. [`Retriever::open_or_build`]
+    /// uses `embeddings.bin` in the index folder; [`Retriever::build`] sets none.
+    pub fn set_embeddings_cache(&mut self, path: Option<PathBuf>) {
+        self.embeddings_cache = path;
     }
 
     /// Number of indexed passages.
@@ -399,12 +427,19 @@ fn prepare_index_dir(dir: &Path) -> Result<(), RetrievalError> {
     if entries.is_empty() {
         return Ok(());
     }
-    let ours = dir.join("meta.json").exists() || dir.join(FINGERPRINT_FILE).exists();
+    let ours = dir.join("meta.json").exists()
+        || dir.join(FINGERPRINT_FILE).exists()
+        || dir.join(EMBEDDINGS_FILE).exists();
     if !ours {
         return Err(RetrievalError::ForeignDirectory(dir.to_path_buf()));
     }
     for entry in entries {
         let path = entry.path();
+        // The embedding cache is keyed by passage text, so it stays valid
+        // across rebuilds and only changed passages are embedded again.
+        if entry.file_name() == EMBEDDINGS_FILE {
+            continue;
+        }
         let removed = if path.is_dir() {
             std::fs::remove_dir_all(&path)
         } else {
