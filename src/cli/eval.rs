@@ -44,7 +44,7 @@ pub struct EvalRetrievalArgs {
 }
 
 /// Runs the evaluation and prints one JSON object on standard output.
-pub fn run(args: EvalRetrievalArgs) -> anyhow::Result<()> {
+pub fn run(args: EvalRetrievalArgs, config: &Settings) -> anyhow::Result<()> {
     let cases = load_cases(&args.file)?;
     let corpus = super::corpus::load(&args.corpus)?;
     let settings = RetrievalSettings {
@@ -55,7 +55,7 @@ pub fn run(args: EvalRetrievalArgs) -> anyhow::Result<()> {
         ..RetrievalSettings::default()
     };
     let value = if args.with_llm {
-        run_with_llm(&args, &cases, &corpus, settings)?
+        run_with_llm(&args, &cases, &corpus, settings, config)?
     } else {
         let retriever =
             Retriever::build(&corpus, &settings).context("failed to build the search index")?;
@@ -76,16 +76,14 @@ pub fn run(args: EvalRetrievalArgs) -> anyhow::Result<()> {
 }
 
 /// Evaluates through `Retriever::search_with_llm` with the `[llm]` and
-/// `[retrieval]` sections of the default config file and environment.
+/// `[retrieval]` sections of the settings.
 fn run_with_llm(
     args: &EvalRetrievalArgs,
     cases: &[EvalCase],
     corpus: &Corpus,
     ablation: RetrievalSettings,
+    config: &Settings,
 ) -> anyhow::Result<serde_json::Value> {
-    // NOTE: reads the default config sources only, so `--config` does not
-    // reach this command; `run` receives no settings from the CLI.
-    let config = Settings::load(None).context("failed to load the settings")?;
     let llm = LlmClient::new(&config.llm)
         .context("invalid [llm] settings")?
         .context("--with-llm needs an LLM: set [llm] base_url and model")?;

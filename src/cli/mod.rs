@@ -75,7 +75,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             command: EvalCommand::Retrieval(args),
         } => {
             crate::telemetry::init("warn", settings.log.json);
-            eval::run(args)
+            eval::run(args, &settings)
         }
     }
 }
