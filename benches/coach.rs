@@ -24,7 +24,7 @@ use maxwin_coach::retrieval::{RetrievalSettings, Retriever};
 use maxwin_wecom::WecomCrypto;
 use maxwin_wecom::xml::{parse_envelope, parse_message};
 
-/// Passages the coach asks for by default (`[coach] passages`).
+/// Passages the coach requests by default (`[coach] passages`).
 const PASSAGES: usize = 6;
 
 const ZH_QUESTION: &str = "客户说我们的报价比竞争对手贵了百分之二十，采购一直压价，我该怎么回应？";
@@ -41,8 +41,7 @@ fn bench_coach(c: &mut Criterion) {
     let corpus = load_corpus();
     let settings = RetrievalSettings::default();
     let retriever = Retriever::build(&corpus, &settings).expect("the index builds");
-    let translations =
-        translations::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus"));
+    let translations = translations::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus"));
 
     let mut group = c.benchmark_group("library_card");
     group

@@ -169,7 +169,8 @@ async fn bot_api(
         "getme" => json!({
             "id": BOT_ID, "is_bot": true, "first_name": "Coach", "username": "LoadCoachBot",
             "can_join_groups": true, "can_read_all_group_messages": false,
-            "supports_inline_queries": false
+            "supports_inline_queries": false, "can_connect_to_business": false,
+            "has_main_web_app": false
         }),
         "deletewebhook" | "answercallbackquery" => json!(true),
         "getupdates" => {
@@ -205,7 +206,9 @@ async fn bot_api(
                 .unwrap()
                 .unexpected_methods
                 .push(other.to_string());
-            return Json(json!({"ok": false, "error_code": 400, "description": "Bad Request: method not mocked"}));
+            return Json(
+                json!({"ok": false, "error_code": 400, "description": "Bad Request: method not mocked"}),
+            );
         }
     };
     Json(json!({"ok": true, "result": result}))
@@ -280,8 +283,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -342,9 +344,8 @@ async fn main() -> anyhow::Result<ExitCode> {
         let mock = mock.clone();
         let (chats, rate) = (args.chats, args.rate);
         tokio::spawn(async move {
-            let mut ticker = (rate > 0).then(|| {
-                tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)))
-            });
+            let mut ticker = (rate > 0)
+                .then(|| tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate))));
             for index in 0..chats {
                 if let Some(ticker) = ticker.as_mut() {
                     ticker.tick().await;
@@ -389,7 +390,10 @@ async fn main() -> anyhow::Result<ExitCode> {
     let span = last_final.map_or(elapsed, |last| last.saturating_duration_since(started));
 
     println!("chats: {expected}");
-    println!("answered: {answered}, missing: {}, answered more than once: {duplicated}", expected - answered);
+    println!(
+        "answered: {answered}, missing: {}, answered more than once: {duplicated}",
+        expected - answered
+    );
     println!(
         "throughput: {:.1} messages/s ({} answers in {:.2} s)",
         answered as f64 / span.as_secs_f64(),
@@ -408,7 +412,10 @@ async fn main() -> anyhow::Result<ExitCode> {
         proc_status_kb("VmHWM").unwrap_or(0) / 1024
     );
     if !state.unexpected_methods.is_empty() {
-        println!("unmocked Bot API methods called: {:?}", state.unexpected_methods);
+        println!(
+            "unmocked Bot API methods called: {:?}",
+            state.unexpected_methods
+        );
     }
     print_answer_metrics(&metrics);
 

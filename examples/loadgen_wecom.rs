@@ -139,8 +139,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -218,7 +217,10 @@ async fn main() -> anyhow::Result<ExitCode> {
             .body(callback.body);
         requests.spawn(async move {
             let sent = Instant::now();
-            let status = request.send().await.map(|response| response.status().as_u16());
+            let status = request
+                .send()
+                .await
+                .map(|response| response.status().as_u16());
             (sent.elapsed(), status)
         });
     }

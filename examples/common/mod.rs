@@ -29,7 +29,7 @@ pub const QUESTIONS: [&str; 6] = [
 /// The number of content pieces the mock LLM streams per answer.
 const LLM_PIECES: usize = 20;
 
-/// The project folder, where `corpus/` is.
+/// Returns the project folder, which contains `corpus/`.
 pub fn project_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -47,7 +47,7 @@ pub fn sample_card(corpus_dir: &Path) -> String {
 }
 
 /// Starts an OpenAI-compatible mock on 127.0.0.1 that streams `card` in
-/// `LLM_PIECES` pieces spread evenly over `duration`; returns its base URL.
+/// `LLM_PIECES` pieces spread evenly over `duration`, and returns its base URL.
 pub async fn start_mock_llm(card: String, duration: Duration) -> String {
     let pieces: Vec<String> = split_chars(&card, LLM_PIECES);
     let pause = duration / LLM_PIECES as u32;
@@ -80,7 +80,7 @@ fn stream_answer(pieces: Vec<String>, pause: Duration) -> Response {
     frames.push(sse_chunk(json!({}), Some("stop")));
     frames.push("data: [DONE]\n\n".to_string());
 
-    // The role chunk goes out at once; each content piece after a pause.
+    // The role chunk goes out at once, and each content piece after a pause.
     let stream = futures::stream::unfold(
         (frames.into_iter(), 0usize),
         move |(mut frames, sent)| async move {
@@ -88,7 +88,10 @@ fn stream_answer(pieces: Vec<String>, pause: Duration) -> Response {
             if sent > 0 && sent <= LLM_PIECES {
                 tokio::time::sleep(pause).await;
             }
-            Some((Ok::<Bytes, Infallible>(Bytes::from(frame)), (frames, sent + 1)))
+            Some((
+                Ok::<Bytes, Infallible>(Bytes::from(frame)),
+                (frames, sent + 1),
+            ))
         },
     );
     Response::builder()
