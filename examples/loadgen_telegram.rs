@@ -41,7 +41,7 @@ use common::{QUESTIONS, ms, percentile, proc_status_kb};
 
 const TOKEN: &str = "123456:LOAD-TEST-TOKEN";
 const BOT_ID: i64 = 123_456;
-/// The most updates the Bot API returns per `getUpdates`.
+/// The maximum number of updates the Bot API returns per `getUpdates`.
 const MAX_UPDATES_PER_POLL: usize = 100;
 /// The first private chat id; chat `i` has id `FIRST_CHAT + i` and one user of the same id.
 const FIRST_CHAT: i64 = 1_000_000;
@@ -63,7 +63,7 @@ struct Args {
     timeout_secs: u64,
 }
 
-/// What the mock saw of one chat.
+/// The timestamps and final-card count the mock recorded for one chat.
 #[derive(Default, Clone)]
 struct ChatRecord {
     delivered: Option<Instant>,
