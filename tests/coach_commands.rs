@@ -303,6 +303,12 @@ async fn off_topic_after_sales_question(db: &TestStore) {
     follow_up.replies_to_bot = true;
     let reply = ask(&coach, &follow_up).await;
     assert_eq!(reply.kind(), ReplyKind::LibraryCard);
+
+    // In a direct chat a continuation word is enough, as in `maxwin chat`.
+    let reply = ask(&coach, &direct("omar", "那如果他还是不回呢")).await;
+    assert_eq!(reply.kind(), ReplyKind::LibraryCard);
+    let reply = ask(&coach, &direct("omar", "What if they still say no?")).await;
+    assert_eq!(reply.kind(), ReplyKind::LibraryCard);
 }
 
 on_both_backends!(off_topic_after_sales_question);

@@ -40,7 +40,7 @@ pub fn run(cmd: CorpusCommand, corpus_dir: &Path) -> anyhow::Result<()> {
         CorpusCommand::Import { export } => {
             let report = import_export(&export, corpus_dir)
                 .with_context(|| format!("failed to import {}", export.display()))?;
-            println!(
+            outln!(
                 "imported {} documents into {}: {} written, {} unchanged, {} tips",
                 report.documents,
                 corpus_dir.display(),
@@ -59,7 +59,7 @@ pub fn run(cmd: CorpusCommand, corpus_dir: &Path) -> anyhow::Result<()> {
             let corpus = load(corpus_dir)?;
             let stats = stats(&corpus);
             if json {
-                println!("{}", serde_json::to_string_pretty(&stats)?);
+                outln!("{}", serde_json::to_string_pretty(&stats)?);
             } else {
                 print_stats(&stats);
             }
@@ -71,17 +71,17 @@ pub fn run(cmd: CorpusCommand, corpus_dir: &Path) -> anyhow::Result<()> {
                 .context("failed to build the search index")?;
             let result = retriever.search(&query, k);
             if json {
-                println!("{}", serde_json::to_string_pretty(&result)?);
+                outln!("{}", serde_json::to_string_pretty(&result)?);
                 return Ok(());
             }
             if result.off_topic {
-                println!("(looks off-topic for sales coaching)");
+                outln!("(looks off-topic for sales coaching)");
             }
             if result.hits.is_empty() {
-                println!("no matching passages");
+                outln!("no matching passages");
             }
             for (rank, hit) in result.hits.iter().enumerate() {
-                println!(
+                outln!(
                     "{}. {} [{}] score {:.2}\n   {}{}\n   {}\n",
                     rank + 1,
                     hit.doc_id,
@@ -145,16 +145,16 @@ fn stats(corpus: &Corpus) -> Stats {
 }
 
 fn print_stats(stats: &Stats) {
-    println!("documents       {}", stats.documents);
+    outln!("documents       {}", stats.documents);
     for (kind, count) in &stats.by_kind {
-        println!("  kind {kind:<10} {count}");
+        outln!("  kind {kind:<10} {count}");
     }
     for (lang, count) in &stats.by_lang {
-        println!("  lang {lang:<10} {count}");
+        outln!("  lang {lang:<10} {count}");
     }
-    println!("tips            {}", stats.tips);
-    println!("with scenarios  {}", stats.with_scenarios);
-    println!("passages        {}", stats.passages);
+    outln!("tips            {}", stats.tips);
+    outln!("with scenarios  {}", stats.with_scenarios);
+    outln!("passages        {}", stats.passages);
 }
 
 /// Returns the text on one line, cut to `max_chars` characters.

@@ -1,5 +1,16 @@
 //! The `maxwin` command line.
 
+/// Prints a line to stdout like `println!`, but a closed pipe (`maxwin … | head`)
+/// ends the process quietly instead of panicking.
+macro_rules! outln {
+    () => {
+        $crate::cli::print_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::print_line(format_args!($($arg)*))
+    };
+}
+
 pub mod ask;
 pub mod chat;
 pub mod console;
@@ -49,6 +60,18 @@ pub enum Command {
 pub enum EvalCommand {
     /// Score retrieval on a JSONL evaluation file and print one JSON object.
     Retrieval(eval::EvalRetrievalArgs),
+}
+
+/// Writes one line to stdout; exits with status 0 when the reader has gone away.
+pub fn print_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = writeln!(stdout, "{line}") {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        panic!("failed printing to stdout: {error}");
+    }
 }
 
 /// Runs the parsed command line.

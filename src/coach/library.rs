@@ -66,6 +66,17 @@ fn adapt_qa_card(
     };
     let mut card = parse_card(&markdown, lang);
     card.question = restate(message);
+    // The standard card tells one seller's case; say so, so the user does not
+    // take its names and figures for their own.
+    let case_note = lang.pick(
+        "（以下参考知识库中的标准问答案例，其中的人名、产品和数字来自原案例，请对照你的情况使用。）",
+        "(This follows a standard Q&A case from the library: its names, products and figures come from that case, so map them to your own situation.)",
+    );
+    card.situation.diagnosis = format!(
+        "{case_note}{}{}",
+        lang.pick("", " "),
+        card.situation.diagnosis
+    );
     card.sources = vec![SourceRef {
         id: hit.doc_id.clone(),
         title: card.title.clone(),

@@ -161,7 +161,13 @@ impl Coach {
         }
         let started = Instant::now();
         let drafted = self
-            .draft(&question, lang, conversation_id, msg.replies_to_bot, sink)
+            .draft(
+                &question,
+                lang,
+                conversation_id,
+                is_follow_up(msg, &question),
+                sink,
+            )
             .await;
         let delivered = sink.finish(&drafted.reply).await;
         let total_ms = started.elapsed().as_millis() as u64;
@@ -369,18 +375,24 @@ impl Coach {
         question: &str,
         lang: Lang,
         conversation_id: Option<i64>,
-        replies_to_bot: bool,
+        follow_up: bool,
         sink: &mut dyn ReplySink,
     ) -> Drafted {
         let mut search: SearchResult = self.search(question).await;
         let mut loaded_history = None;
-        if search.off_topic && replies_to_bot && conversation_id.is_some() {
-            // A reply to a card such as "what else can I ask them?" names no sales
-            // topic itself, so it is searched again together with the previous
-            // question. A new message that is off-topic stays off-topic.
+        if search.off_topic && follow_up && conversation_id.is_some() {
+            // A follow-up such as "what else can I ask them?" names no sales topic
+            // itself, so it is searched again together with the previous question.
+            // A new message that is off-topic stays off-topic.
             let history = self.history(conversation_id).await;
-            if let Some(previous) = history.last() {
-                let contextual = format!("{}\n{question}", previous.user);
+            if !history.is_empty() {
+                // Several turns back, because the previous turn may itself have
+                // been a follow-up that names no topic.
+                let start = history.len().saturating_sub(FOLLOW_UP_CONTEXT_TURNS);
+                let mut contextual: Vec<&str> =
+                    history[start..].iter().map(|t| t.user.as_str()).collect();
+                contextual.push(question);
+                let contextual = contextual.join("\n");
                 let follow_up = self.search(&contextual).await;
                 if !follow_up.off_topic {
                     search = follow_up;
@@ -556,6 +568,51 @@ impl Coach {
             }
         }
     }
+}
+
+/// How many earlier questions a follow-up is searched together with.
+const FOLLOW_UP_CONTEXT_TURNS: usize = 3;
+
+/// Words that make a message read as a continuation of the previous question.
+const FOLLOW_UP_CUES: &[&str] = &[
+    "还有",
+    "那如果",
+    "那要是",
+    "如果",
+    "要是",
+    "他",
+    "她",
+    "对方",
+    "别的",
+    "其他",
+    "再",
+    "然后",
+    "接下来",
+    "怎么办",
+    "what if",
+    "what else",
+    "else",
+    "more",
+    "another",
+    "then",
+    "they",
+    "them",
+    "he ",
+    "she ",
+    " him",
+    " her",
+    " it",
+];
+
+/// Decides whether a message continues the conversation's previous question: a
+/// reply to the bot always does, and in a direct chat a message with a
+/// continuation word ("还有别的办法吗", "what if he still says no") does.
+fn is_follow_up(msg: &Inbound, question: &str) -> bool {
+    if msg.replies_to_bot {
+        return true;
+    }
+    let lower = format!(" {} ", question.to_lowercase());
+    msg.is_direct && FOLLOW_UP_CUES.iter().any(|cue| lower.contains(cue))
 }
 
 /// Direct chats are scoped to the user; groups to the chat and thread, shared by members.
