@@ -87,32 +87,7 @@ fn adapt_qa_card(
 /// Fills any empty part from the playbooks and passages, and adds sources.
 fn fill_missing(card: &mut Card, message: &str, lang: Lang, hits: &[Hit]) {
     if !card.is_complete() {
-        let generic = assemble(message, lang, hits);
-        if card.title.trim().is_empty() {
-            card.title = generic.title;
-        }
-        if card.question.trim().is_empty() {
-            card.question = generic.question;
-        }
-        if card.situation.stage.trim().is_empty() {
-            card.situation.stage = generic.situation.stage;
-        }
-        if card.situation.diagnosis.trim().is_empty() {
-            card.situation.diagnosis = generic.situation.diagnosis;
-        }
-        if card.self_check.is_empty() {
-            card.self_check = generic.self_check;
-        }
-        if card.outward.is_empty() {
-            card.outward_label = generic.outward_label;
-            card.outward = generic.outward;
-        }
-        if card.actions_now.is_empty() {
-            card.actions_now = generic.actions_now;
-        }
-        if card.actions_later.is_empty() {
-            card.actions_later = generic.actions_later;
-        }
+        fill_empty_parts(card, assemble(message, lang, hits));
     }
     for hit in hits.iter().take(3) {
         if card.sources.len() >= 3 {
@@ -124,6 +99,38 @@ fn fill_missing(card: &mut Card, message: &str, lang: Lang, hits: &[Hit]) {
                 title: hit.title.clone(),
             });
         }
+    }
+}
+
+/// Fills each empty part of `card` with the same part of `other`.
+pub fn fill_empty_parts(card: &mut Card, other: Card) {
+    if card.title.trim().is_empty() {
+        card.title = other.title;
+    }
+    if card.question.trim().is_empty() {
+        card.question = other.question;
+    }
+    if card.situation.stage.trim().is_empty() {
+        card.situation.stage = other.situation.stage;
+    }
+    if card.situation.diagnosis.trim().is_empty() {
+        card.situation.diagnosis = other.situation.diagnosis;
+    }
+    if card.self_check.iter().all(|q| q.trim().is_empty()) {
+        card.self_check = other.self_check;
+    }
+    if card.outward.iter().all(|q| q.text.trim().is_empty()) {
+        card.outward_label = other.outward_label;
+        card.outward = other.outward;
+    }
+    if card.actions_now.iter().all(|a| a.text.trim().is_empty()) {
+        card.actions_now = other.actions_now;
+    }
+    if card.actions_later.iter().all(|a| a.text.trim().is_empty()) {
+        card.actions_later = other.actions_later;
+    }
+    if card.sources.is_empty() {
+        card.sources = other.sources;
     }
 }
 

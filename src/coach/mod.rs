@@ -501,7 +501,7 @@ impl Coach {
         if !missing.is_empty() {
             debug!(?missing, "repairing the card from the library");
             let library = self.library(question, lang, search);
-            repair(&mut card, library);
+            library::fill_empty_parts(&mut card, library);
         }
         Reply::Card(card)
     }
@@ -672,38 +672,6 @@ fn cited_sources(cited: &[SourceRef], search: &SearchResult) -> Vec<SourceRef> {
             .collect();
     }
     sources
-}
-
-/// Fills each empty part of `card` with the same part of `library`.
-fn repair(card: &mut Card, library: Card) {
-    if card.title.trim().is_empty() {
-        card.title = library.title;
-    }
-    if card.question.trim().is_empty() {
-        card.question = library.question;
-    }
-    if card.situation.stage.trim().is_empty() {
-        card.situation.stage = library.situation.stage;
-    }
-    if card.situation.diagnosis.trim().is_empty() {
-        card.situation.diagnosis = library.situation.diagnosis;
-    }
-    if card.self_check.iter().all(|q| q.trim().is_empty()) {
-        card.self_check = library.self_check;
-    }
-    if card.outward.iter().all(|q| q.text.trim().is_empty()) {
-        card.outward_label = library.outward_label;
-        card.outward = library.outward;
-    }
-    if card.actions_now.iter().all(|a| a.text.trim().is_empty()) {
-        card.actions_now = library.actions_now;
-    }
-    if card.actions_later.iter().all(|a| a.text.trim().is_empty()) {
-        card.actions_later = library.actions_later;
-    }
-    if card.sources.is_empty() {
-        card.sources = library.sources;
-    }
 }
 
 /// Streams the completion, forwarding the cumulative text to the sink as it grows.
