@@ -1,6 +1,7 @@
-//! The coach: turns one message into a reply — a Q&A card written by the LLM and
-//! grounded in retrieved passages, a library card when there is no LLM, a short
-//! off-topic note, or a command's answer — and stores the turn.
+//! The coach turns one message into a reply and stores the turn.
+//!
+//! The reply is a Q&A card written by the LLM from retrieved passages, a library
+//! card when there is no LLM, a short off-topic note, or a command's reply.
 
 pub mod commands;
 pub mod lang;

@@ -37,7 +37,9 @@ pub trait Store: Send + Sync {
     /// Records a dedupe key and returns true the first time the key is seen.
     ///
     /// Concurrent claims of one key return true exactly once. The key is
-    /// committed before this returns.
+    /// committed before this returns, so it survives a crash or restart of the
+    /// daemon. SQLite runs `synchronous = NORMAL`, so a power loss can roll back
+    /// the last claims there. PostgreSQL keeps them.
     async fn claim_event(&self, key: &str) -> Result<bool, StoreError>;
 
     /// Deletes dedupe keys recorded before `older_than` and returns the number deleted.
